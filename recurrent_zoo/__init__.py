@@ -1,0 +1,38 @@
+"""recurrent_zoo: recurrent layers for JAX/Flax, built around what makes RNNs trainable.
+
+>>> import recurrent_zoo as rz
+>>> layer = rz.LRU(hidden_size=64)
+"""
+
+from recurrent_zoo import initializers, parametrization, scan
+from recurrent_zoo.layers import (
+    GRU,
+    LAYERS,
+    LRU,
+    Bidirectional,
+    ComplexDiagonalRNN,
+    LayerNormRNN,
+    MultiHeadLinearRNN,
+    RecurrentLayer,
+    VanillaRNN,
+    make_layer,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GRU",
+    "LAYERS",
+    "LRU",
+    "Bidirectional",
+    "ComplexDiagonalRNN",
+    "LayerNormRNN",
+    "MultiHeadLinearRNN",
+    "RecurrentLayer",
+    "VanillaRNN",
+    "__version__",
+    "initializers",
+    "make_layer",
+    "parametrization",
+    "scan",
+]

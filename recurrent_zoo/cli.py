@@ -1,0 +1,63 @@
+"""The ``recurrent-zoo`` command line: ``list`` and ``bench NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from recurrent_zoo.bench._common import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad options exit with status 2 and one line saying what was wrong."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _list() -> int:
+    import recurrent_zoo as rz
+
+    for name, cls in rz.LAYERS.items():
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:10s} {cls.__name__:20s} {summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from recurrent_zoo.bench import discover
+
+    parser = _Parser(prog="recurrent-zoo", description="A zoo of recurrent layers for JAX/Flax.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="print the zoo, one line per layer")
+    bench = sub.add_parser("bench", help="run a benchmark")
+    benches = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    for name, module in discover().items():
+        p = benches.add_parser(name, help=module.HELP, description=module.HELP)
+        p.add_argument("--out", default="results", help="output folder (default: results/)")
+        p.add_argument(
+            "--full", action="store_true", help="the paper's full size (for accelerators)"
+        )
+        p.add_argument("--seed", type=int, default=0, help="random seed")
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            return _list()
+        args._run(args)
+        return 0
+    except UsageError as e:
+        print(f"recurrent-zoo: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

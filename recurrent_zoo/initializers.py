@@ -1,0 +1,124 @@
+"""Initialisers of recurrent parameters.
+
+All follow ``jax.nn.initializers``' signature ``init(key, shape, dtype) -> Array`` except
+:func:`ring`, which draws polar coordinates of complex eigenvalues.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+
+
+def ring(
+    key: Array,
+    n: int,
+    r_min: float = 0.0,
+    r_max: float = 1.0,
+    max_phase: float = 2 * math.pi,
+    min_phase: float = 0.0,
+) -> tuple[Array, Array]:
+    """Draws n eigenvalues uniformly on the ring r_min ≤ |λ| ≤ r_max (the LRU's init).
+
+    ν = √(U·(r_max² − r_min²) + r_min²) is uniform in area, θ ~ U[min_phase, max_phase].
+    Returns (ν, θ), each [n] float32.
+    """
+    if not 0.0 <= r_min <= r_max <= 1.0:
+        raise ValueError(f"need 0 <= r_min <= r_max <= 1, got r_min={r_min}, r_max={r_max}")
+    k_nu, k_theta = jax.random.split(key)
+    u = jax.random.uniform(k_nu, (n,))
+    nu = jnp.sqrt(u * (r_max**2 - r_min**2) + r_min**2)
+    theta = jax.random.uniform(k_theta, (n,), minval=min_phase, maxval=max_phase)
+    return nu, theta
+
+
+def _reshape_spectrum(g: np.ndarray, nu0: float, theta0: float) -> np.ndarray:
+    g = np.asarray(g, np.float64)
+    lam, v = np.linalg.eig(g)
+    lam = (nu0 + (1 - nu0) * np.tanh(np.abs(lam))) * np.exp(1j * np.angle(lam) * theta0 / np.pi)
+    return np.real(v @ np.diag(lam) @ np.linalg.inv(v))
+
+
+def eigenvalue_controlled(nu0: float = 0.0, theta0: float = math.pi) -> Initializer:
+    """The paper's dense init with controlled eigenvalues, for square matrices [..., n, n].
+
+    Draws G ~ N(0, 1/n), eigendecomposes G = V diag(l) V⁻¹, maps each eigenvalue to
+    (ν0 + (1 − ν0) tanh|l|)·exp(i·angle(l)·θ0/π) and returns A = Re(V diag(l') V⁻¹), so every
+    eigenvalue of A has magnitude in [ν0, 1) and phase in [−θ0, θ0]. The map keeps conjugate
+    pairs, so A is real. Leading axes are independent blocks (block-diagonal RNNs).
+    """
+
+    def init(key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
+        if len(shape) < 2 or shape[-1] != shape[-2]:
+            raise ValueError(
+                f"eigenvalue_controlled needs square matrices [..., n, n], got {shape}"
+            )
+        n = shape[-1]
+        g = jax.random.normal(key, shape, jnp.float32) / math.sqrt(n)
+        callback = lambda g: (
+            np.stack([_reshape_spectrum(b, nu0, theta0) for b in np.asarray(g).reshape(-1, n, n)])
+            .reshape(g.shape)
+            .astype(np.float32)
+        )
+        out = jax.pure_callback(callback, jax.ShapeDtypeStruct(shape, jnp.float32), g)
+        return out.astype(dtype)
+
+    return init
+
+
+def identity(scale: float = 1.0) -> Initializer:
+    """scale·I for square matrices (Le et al. 2015's IRNN)."""
+
+    def init(key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
+        del key
+        if len(shape) != 2 or shape[0] != shape[1]:
+            raise ValueError(f"identity init needs a square matrix, got shape {shape}")
+        return scale * jnp.eye(shape[0], dtype=dtype)
+
+    return init
+
+
+def chrono(t_min: float, t_max: float) -> Initializer:
+    """Chrono bias init (Tallec & Ollivier 2018): b = log U[t_min, t_max].
+
+    On a GRU update gate z = σ(b) with h' = (1 − z) n + z h, the state forgets at a rate
+    1 − z ≈ 1/(1 + e^b), so memory times spread over [t_min, t_max] steps.
+    """
+    if not 0 < t_min <= t_max:
+        raise ValueError(f"chrono init needs 0 < t_min <= t_max, got ({t_min}, {t_max})")
+
+    def init(key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
+        return jnp.log(jax.random.uniform(key, shape, jnp.float32, t_min, t_max)).astype(dtype)
+
+    return init
+
+
+orthogonal = jax.nn.initializers.orthogonal
+glorot_uniform = jax.nn.initializers.glorot_uniform
+lecun_normal = jax.nn.initializers.lecun_normal
+he_normal = jax.nn.initializers.he_normal
+
+RECURRENT_INITS: dict[str, Callable[[], Initializer]] = {
+    "orthogonal": orthogonal,
+    "identity": identity,
+    "glorot": glorot_uniform,
+    "eigen": eigenvalue_controlled,
+}
+
+
+def recurrent(init: str | Initializer) -> Initializer:
+    """Resolves a recurrent-kernel init given by name (:data:`RECURRENT_INITS`) or as a function."""
+    if callable(init):
+        return init
+    if init not in RECURRENT_INITS:
+        raise ValueError(
+            f"recurrent_init must be one of {list(RECURRENT_INITS)} or a callable, got {init!r}"
+        )
+    return RECURRENT_INITS[init]()

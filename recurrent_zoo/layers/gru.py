@@ -1,0 +1,97 @@
+"""Gated recurrent unit (Cho et al. 2014) in PyTorch's gate convention."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from recurrent_zoo import initializers as inits
+from recurrent_zoo.layers.base import CellLayer, project
+
+Array = jax.Array
+
+
+class GRU(CellLayer):
+    """GRU with PyTorch's equations (``torch.nn.GRU``):
+
+        r = σ(W_ir x + b_ir + W_hr h + b_hr)
+        z = σ(W_iz x + b_iz + W_hz h + b_hz)
+        n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+        h' = (1 − z) ⊙ n + z ⊙ h,   y_t = h_t
+
+    Shapes: x [*batch, T, D_in] → y [*batch, T, N]; state [*batch, N]. Parameters:
+    ``input_kernel`` [D_in, 3N] and ``input_bias`` [3N] (gates r, z, n in that order, as in
+    PyTorch's ``weight_ih_l0.T``), ``recurrent_kernel`` [N, 3N] and ``recurrent_bias`` [3N].
+
+    Attributes:
+      kernel_init: init of the input kernel (the paper uses ``he_normal``: variance 2/fan_in).
+      recurrent_init: init of each gate's [N, N] recurrent block (orthogonal by default).
+      chrono_init: None, a time scale T (update-gate bias b_iz = log U[T, 2T], the paper's chrono
+        init) or a pair (T_min, T_max) for log U[T_min, T_max]. With z the keep gate, a bias b
+        gives a memory of about 1 + e^b steps.
+    """
+
+    kernel_init: Callable[..., Array] = nn.initializers.lecun_normal()
+    recurrent_init: str | Callable[..., Array] = "orthogonal"
+    chrono_init: float | tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        inits.recurrent(self.recurrent_init)
+        if self.chrono_init is not None:
+            self._chrono_range()
+        super().__post_init__()
+
+    def _chrono_range(self) -> tuple[float, float]:
+        c = self.chrono_init
+        lo, hi = (c, 2 * c) if isinstance(c, int | float) else tuple(c)
+        if not 0 < lo <= hi:
+            raise ValueError(
+                f"chrono_init must be T > 0 or (T_min, T_max) with 0 < T_min <= T_max, got {c!r}"
+            )
+        return float(lo), float(hi)
+
+    def _input_bias_init(self, key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
+        b = jnp.zeros(shape, dtype)
+        if self.chrono_init is None:
+            return b
+        n = self.hidden_size
+        return b.at[n : 2 * n].set(inits.chrono(*self._chrono_range())(key, (n,), dtype))
+
+    def _recurrent_kernel_init(
+        self, key: Array, shape: tuple[int, ...], dtype=jnp.float32
+    ) -> Array:
+        n = self.hidden_size
+        init = inits.recurrent(self.recurrent_init)
+        return jnp.concatenate([init(k, (n, n), dtype) for k in jax.random.split(key, 3)], axis=1)
+
+    @nn.compact
+    def _params(self, d_in: int) -> dict[str, Any]:
+        n, pd = self.hidden_size, self.param_dtype
+        return {
+            "Wi": self.param("input_kernel", self.kernel_init, (d_in, 3 * n), pd),
+            "bi": self.param("input_bias", self._input_bias_init, (3 * n,), pd),
+            "Wh": self.param("recurrent_kernel", self._recurrent_kernel_init, (n, 3 * n), pd),
+            "bh": self.param("recurrent_bias", nn.initializers.zeros, (3 * n,), pd),
+        }
+
+    def _inputs(self, p: dict[str, Any], x: Array) -> Array:
+        return project(x, p["Wi"], self.dtype, self.state_dtype) + p["bi"].astype(self.state_dtype)
+
+    def _cell(self, p: dict[str, Any]):
+        n = self.hidden_size
+
+        def cell(h, gi):
+            gh = project(h, p["Wh"], self.dtype, self.state_dtype) + p["bh"].astype(
+                self.state_dtype
+            )
+            r = jax.nn.sigmoid(gi[..., :n] + gh[..., :n])
+            z = jax.nn.sigmoid(gi[..., n : 2 * n] + gh[..., n : 2 * n])
+            c = jnp.tanh(gi[..., 2 * n :] + r * gh[..., 2 * n :])
+            h = (1 - z) * c + z * h
+            return h, h
+
+        return cell

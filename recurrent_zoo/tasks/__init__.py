@@ -1,0 +1,1 @@
+"""Synthetic and real tasks the benches and the training loop run on."""
