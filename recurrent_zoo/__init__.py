@@ -4,7 +4,7 @@
 >>> layer = rz.LRU(hidden_size=64)
 """
 
-from recurrent_zoo import initializers, parametrization, scan
+from recurrent_zoo import initializers, parametrization, scan, theory
 from recurrent_zoo.layers import (
     GRU,
     LAYERS,
@@ -35,4 +35,5 @@ __all__ = [
     "make_layer",
     "parametrization",
     "scan",
+    "theory",
 ]

@@ -1,0 +1,436 @@
+"""Closed forms of the one-dimensional analysis of the curse of memory (Zucchet & Orvieto 2024).
+
+The model is one complex unit driven by a stationary input with unit variance and correlation
+E[x_t x_{t+Δ}] = ρ^|Δ|, observed at t → ∞:
+
+    h_t = λ h_{t−1} + γ x_t,   |λ| < 1,   γ = 1 or the normalisation γ(λ) = √(1 − |λ|²).
+
+Everything follows from one generating function. With h̃ = Σ_k λ^k x_{t−k} (the state for γ = 1),
+
+    F(a, b) = Σ_{k,l≥0} a^k b^l ρ^|k−l| = (1 − abρ²) / ((1 − ab)(1 − aρ)(1 − bρ)),
+
+E|h̃|² = F(λ, λ̄), E[h̃ conj(∂h̃/∂λ)] = ∂_b F and E|∂h̃/∂λ|² = ∂_a ∂_b F, all at (a, b) = (λ, λ̄).
+For real λ these are the paper's
+
+    E[h²]        = (1 + λρ) / ((1 − λρ)(1 − λ²)),
+    E[(dh/dλ)²]  = [(1 + λ²)(1 − λ²ρ²) + 2λρ(1 − λ²)] / [(1 − λ²)³ (1 − λρ)²],
+
+which is (1 + λ²)/(1 − λ²)³ at ρ = 0 and 1/(1 − λ)⁴ at ρ = 1: the sensitivity of the state to λ
+explodes as λ → 1, faster the more correlated the inputs (the "curse of memory").
+
+The learned quantities are raw parameters (p, q) of λ (see :mod:`recurrent_zoo.parametrization`);
+:func:`parameter_sensitivity` and :func:`parametrized_loss` differentiate through
+``parametrization.get(name).to_complex``, so a new parametrisation needs no new formula here.
+
+:func:`simulate_moments` and :func:`simulate_loss` estimate the same quantities by Monte Carlo
+through the library's own :class:`~recurrent_zoo.ComplexDiagonalRNN`, as a check anyone can run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from recurrent_zoo import parametrization as lam_param
+from recurrent_zoo import scan
+
+Array = jax.Array
+
+__all__ = [
+    "ar1_inputs",
+    "parameter_sensitivity",
+    "parametrized_loss",
+    "sensitivity_second_moment",
+    "simulate_loss",
+    "simulate_moments",
+    "state_second_moment",
+    "teacher_student_loss",
+]
+
+
+# -- argument checks (only on concrete values: under jit the formulas just run) ------------------
+def _concrete(x) -> np.ndarray | None:
+    try:
+        return np.asarray(x)
+    except jax.errors.TracerArrayConversionError:
+        return None
+
+
+def _check_lambda(lam, name: str) -> Array:
+    if not hasattr(lam, "dtype") and not isinstance(lam, int | float | complex | list | tuple):
+        raise TypeError(f"{name} must be a number or an array of numbers, got {type(lam)}")
+    v = _concrete(lam)
+    if v is not None:
+        if not (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
+            raise TypeError(f"{name} must be numeric, got dtype {v.dtype}")
+        if v.size and not np.all(np.abs(v) < 1):
+            raise ValueError(
+                f"{name} must lie inside the unit disk (|{name}| < 1, a stable recurrence), "
+                f"got max |{name}| = {np.max(np.abs(v)):.6g}"
+            )
+    return jnp.asarray(lam)
+
+
+def _check_rho(rho) -> Array:
+    v = _concrete(rho)
+    if v is not None:
+        if np.iscomplexobj(v):
+            raise TypeError(f"rho must be real, got dtype {v.dtype}")
+        if v.size and not np.all(np.abs(v) <= 1):
+            raise ValueError(
+                f"rho must lie in [-1, 1] (a correlation), got values in "
+                f"[{np.min(v):.6g}, {np.max(v):.6g}]"
+            )
+    return jnp.asarray(rho)
+
+
+def _check_positive(x, name: str, allow_zero: bool = True) -> None:
+    v = _concrete(x)
+    if v is not None and v.size and not np.all(v >= 0 if allow_zero else v > 0):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+
+
+# -- moments of h and dh/dλ ------------------------------------------------------------------------
+def _moments(lam: Array, rho: Array) -> tuple[Array, Array, Array]:
+    """(E|h̃|², E[h̃ conj(h̃')], E|h̃'|²) for γ = 1, from the generating function F."""
+    lam = jnp.asarray(lam)
+    lam = lam.astype(jnp.result_type(lam, jnp.complex64))
+    rho = jnp.asarray(rho, lam.real.dtype)
+    lc = jnp.conj(lam)
+    r2 = jnp.real(lam * lc)
+    P = 1 - r2  # 1 − ab
+    N = 1 - r2 * rho**2  # 1 − abρ²
+    Q = 1 - lam * rho  # 1 − aρ; 1 − bρ is its conjugate
+    f = N / (P * jnp.real(Q * jnp.conj(Q)))
+    g = lc / P - lc * rho**2 / N + rho / Q  # ∂_a log F
+    # ∂_a∂_b log F = 1/P² − ρ²/N², written without the cancellation as ρ → 1.
+    h_ab = (1 - rho) * (1 + rho * r2) * (N + rho * P) / (P**2 * N**2)
+    sens = f * (jnp.real(g * jnp.conj(g)) + h_ab)
+    return f, f * jnp.conj(g), sens
+
+
+def state_second_moment(lam: Array | complex, rho: Array | float = 0.0, *, normalize: bool = False):
+    """E|h_t|² at t → ∞ for h_t = λ h_{t−1} + γ x_t, inputs of correlation ρ^|Δ|.
+
+        E|h|² = γ² Re[(1 + λ̄ρ) / (1 − λ̄ρ)] / (1 − |λ|²)
+              = (1 + λρ) / ((1 − λρ)(1 − λ²))        for real λ and γ = 1.
+
+    Args:
+      lam: λ, real or complex, |λ| < 1; any shape (broadcast against ``rho``).
+      rho: input correlation decay ρ ∈ [−1, 1].
+      normalize: multiply the input by γ(λ) = √(1 − |λ|²) (then E|h|² = 1 at ρ = 0).
+
+    Returns:
+      real array of the broadcast shape of ``lam`` and ``rho``.
+    """
+    lam = _check_lambda(lam, "lam")
+    f, _, _ = _moments(lam, _check_rho(rho))
+    return f * (1 - jnp.abs(lam) ** 2) if normalize else f
+
+
+def sensitivity_second_moment(lam: Array | complex, rho: Array | float = 0.0) -> Array:
+    """E|∂h_t/∂λ|² at t → ∞ for h_t = λ h_{t−1} + x_t (γ = 1).
+
+        real λ: [(1 + λ²)(1 − λ²ρ²) + 2λρ(1 − λ²)] / [(1 − λ²)³ (1 − λρ)²]
+
+    For complex λ, ∂h/∂λ is the complex derivative (h is holomorphic in λ). With a normalisation
+    or a parametrisation of λ use :func:`parameter_sensitivity`.
+
+    Args:
+      lam: λ, real or complex, |λ| < 1; any shape (broadcast against ``rho``).
+      rho: input correlation decay ρ ∈ [−1, 1].
+
+    Returns:
+      real array of the broadcast shape.
+    """
+    _, _, sens = _moments(_check_lambda(lam, "lam"), _check_rho(rho))
+    return sens
+
+
+def _lambda_gamma(name: str, p: Array, q: Array, normalize: bool) -> tuple[Array, Array]:
+    lam = lam_param.get(name).to_complex(p, q)
+    gam = lam_param.gamma(jnp.abs(lam)) if normalize else jnp.ones_like(jnp.real(lam))
+    return lam, gam
+
+
+def _raw(p, q) -> tuple[Array, Array]:
+    p, q = jnp.broadcast_arrays(jnp.asarray(p), jnp.asarray(q))
+    dtype = jnp.result_type(p, q, jnp.float32)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"raw parameters p and q must be real, got dtype {dtype}")
+    return p.astype(dtype), q.astype(dtype)
+
+
+def parameter_sensitivity(
+    parametrization: str,
+    p: Array | float,
+    q: Array | float,
+    rho: Array | float = 0.0,
+    *,
+    normalize: bool = False,
+) -> tuple[Array, Array]:
+    """(E|∂h/∂p|², E|∂h/∂q|²) for λ = ``parametrization.get(name).to_complex(p, q)``.
+
+    With ``normalize`` the input is scaled by γ(λ) = √(1 − |λ|²) *as a function of λ*, so
+    ∂h/∂p = (∂γ/∂p) h̃ + γ (∂λ/∂p) h̃'. At ρ = 0 with ``normalize`` the "optimal"
+    parametrisation gives exactly 1 for ω_θ at any λ and for ω_ν on the real axis (at θ ≠ 0,
+    moving ω_ν also moves θ), whatever |λ|; "polar" without normalisation gives
+    (1 + ν²)/(1 − ν²)³ for ν.
+
+    Args:
+      parametrization: a name in ``rz.parametrization.PARAMETRIZATIONS``.
+      p, q: its raw parameters, real arrays of any (broadcastable) shape.
+      rho: input correlation decay ρ ∈ [−1, 1].
+      normalize: include γ(λ) = √(1 − |λ|²).
+
+    Returns:
+      two real arrays of the broadcast shape.
+    """
+    p, q = _raw(p, q)
+    rho = _check_rho(rho)
+    _check_lambda(lam_param.get(parametrization).to_complex(p, q), "lambda(p, q)")
+
+    def along(tp: Array, tq: Array) -> Array:
+        fn = lambda p, q: _lambda_gamma(parametrization, p, q, normalize)
+        (lam, gam), (dlam, dgam) = jax.jvp(fn, (p, q), (tp, tq))
+        f, cross, sens = _moments(lam, rho)
+        b = gam * dlam  # coefficient of h̃'; dgam is that of h̃
+        return dgam**2 * f + jnp.abs(b) ** 2 * sens + 2 * jnp.real(dgam * jnp.conj(b) * cross)
+
+    one, zero = jnp.ones_like(p), jnp.zeros_like(p)
+    return along(one, zero), along(zero, one)
+
+
+# -- the 1-D teacher–student loss -----------------------------------------------------------------
+def teacher_student_loss(
+    lam: Array | complex,
+    lam_star: Array | complex,
+    *,
+    mu: Array | float = 0.0,
+    sigma: Array | float = 1.0,
+    normalize: bool = False,
+) -> Array:
+    """L(λ) = ½ E|h_t − h*_t|² at t → ∞, student λ, teacher λ*, i.i.d. inputs of mean μ, var σ².
+
+        L = ½[ μ² |1/(1−λ) − 1/(1−λ*)|²
+               + σ² ( 1/(1−|λ|²) + 1/(1−|λ*|²) − 2 Re 1/(1 − λ conj(λ*)) ) ]
+
+    evaluated without cancellation near the optimum, using
+    1/(1−|a|²) + 1/(1−|b|²) − 2 Re 1/(1 − a b̄) = |a − b|² (1 − |ab|²) / ((1−|a|²)(1−|b|²)|1 − a b̄|²).
+    With ``normalize`` student and teacher both scale their input by γ = √(1 − |λ|²) (the
+    teacher too, so that the optimum stays at λ = λ*).
+
+    Args:
+      lam: student λ, |λ| < 1, any shape (broadcast against the rest).
+      lam_star: teacher λ*, |λ*| < 1.
+      mu, sigma: mean and standard deviation of the inputs.
+      normalize: use the normalised recurrence.
+
+    Returns:
+      real array of the broadcast shape.
+    """
+    a = _check_lambda(lam, "lam")
+    b = _check_lambda(lam_star, "lam_star")
+    _check_positive(sigma, "sigma")
+    ctype = jnp.result_type(a, b, jnp.complex64)
+    a, b = a.astype(ctype), b.astype(ctype)
+    ra, rb = jnp.real(a * jnp.conj(a)), jnp.real(b * jnp.conj(b))
+    cross = 1 - a * jnp.conj(b)
+    d = (
+        jnp.abs(a - b) ** 2
+        * (1 - ra * rb)
+        / ((1 - ra) * (1 - rb) * jnp.real(cross * jnp.conj(cross)))
+    )
+    if normalize:
+        ga, gb = lam_param.gamma(jnp.sqrt(ra)), lam_param.gamma(jnp.sqrt(rb))
+        # Σ|γ_a a^k − γ_b b^k|² = γ_a γ_b d + (γ_a − γ_b)(γ_a/(1−|a|²) − γ_b/(1−|b|²))
+        var = ga * gb * d + (ga - gb) * (ga / (1 - ra) - gb / (1 - rb))
+        mean = ga / (1 - a) - gb / (1 - b)
+    else:
+        var = d
+        mean = (a - b) / ((1 - a) * (1 - b))
+    return 0.5 * (jnp.asarray(mu) ** 2 * jnp.abs(mean) ** 2 + jnp.asarray(sigma) ** 2 * var)
+
+
+def parametrized_loss(
+    parametrization: str,
+    p: Array | float,
+    q: Array | float,
+    lam_star: Array | complex,
+    *,
+    mu: Array | float = 0.0,
+    sigma: Array | float = 1.0,
+    normalize: bool = False,
+) -> Array:
+    """:func:`teacher_student_loss` as a function of the raw parameters (p, q) of λ.
+
+    Differentiable in (p, q): ``jax.grad(parametrized_loss, argnums=1)`` is the gradient a
+    learner of that parametrisation sees, ``jax.hessian`` its curvature.
+    """
+    p, q = _raw(p, q)
+    lam = lam_param.get(parametrization).to_complex(p, q)
+    return teacher_student_loss(lam, lam_star, mu=mu, sigma=sigma, normalize=normalize)
+
+
+# -- Monte Carlo through the library's own layer ----------------------------------------------------
+def ar1_inputs(key: Array, rho: float, batch_size: int, length: int, features: int = 1) -> Array:
+    """Stationary Gaussian AR(1) inputs [batch_size, length, features] with E[x_t x_{t+Δ}] = ρ^|Δ|.
+
+    x_t = ρ x_{t−1} + √(1 − ρ²) ε_t, started from the stationary law, so no burn-in is needed;
+    ρ = 1 gives a constant N(0, 1) input per sequence.
+    """
+    v = _concrete(rho)
+    if v is None or v.ndim or not -1 <= float(v) <= 1:
+        raise ValueError(f"rho must be a float in [-1, 1], got {rho!r}")
+    k0, k1 = jax.random.split(key)
+    x0 = jax.random.normal(k0, (batch_size, features))
+    eps = jax.random.normal(k1, (batch_size, length, features))
+    u = math.sqrt(max(1.0 - float(rho) ** 2, 0.0)) * eps
+    _, x = scan.linear_scan(jnp.full((features,), float(rho)), u, x0)
+    return x
+
+
+def _default_length(lams: np.ndarray) -> int:
+    # λ^T and Tλ^T (the transients of h and of dh/dλ) below ~1e-5 at the largest |λ|.
+    return max(64, math.ceil(20.0 / (1.0 - float(np.max(np.abs(lams))))))
+
+
+def _unit_layer(lams: np.ndarray, gammas: np.ndarray | None):
+    """A ComplexDiagonalRNN with one unit per λ, B = 1, C = 1, D = 0 (and γ when given)."""
+    from recurrent_zoo.layers import ComplexDiagonalRNN
+
+    n = lams.shape[0]
+    layer = ComplexDiagonalRNN(
+        hidden_size=n, out_features=1, parametrization="direct", normalize=gammas is not None
+    )
+    params = {
+        "lambda_re": jnp.asarray(lams.real, jnp.float32),
+        "lambda_im": jnp.asarray(lams.imag, jnp.float32),
+        "B_re": jnp.ones((1, n)),
+        "B_im": jnp.zeros((1, n)),
+        "C_re": jnp.ones((n, 1)),
+        "C_im": jnp.zeros((n, 1)),
+        "D": jnp.zeros((1,)),
+    }
+    if gammas is not None:
+        params["gamma_log"] = jnp.log(jnp.asarray(gammas, jnp.float32))
+    return layer, params
+
+
+def _as_lambdas(lam, name: str) -> np.ndarray:
+    v = np.atleast_1d(np.asarray(_check_lambda(lam, name))).astype(np.complex64)
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be a scalar or a 1-D array, got shape {v.shape}")
+    return v
+
+
+def _check_sizes(batch_size: int, length: int | None, chunk_size: int) -> None:
+    for value, name in ((batch_size, "batch_size"), (chunk_size, "chunk_size")):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if length is not None and (not isinstance(length, int) or length < 1):
+        raise ValueError(f"length must be a positive int or None, got {length!r}")
+
+
+def simulate_moments(
+    key: Array,
+    lam: Array | complex,
+    rho: float,
+    *,
+    batch_size: int = 2000,
+    length: int | None = None,
+    chunk_size: int = 500,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo estimates of (E|h_T|², E|∂h_T/∂λ|²) through :class:`ComplexDiagonalRNN`.
+
+    One layer unit per λ (B = 1, C = 1, D = 0, λ learned directly) runs on ``batch_size``
+    stationary AR(1) sequences (:func:`ar1_inputs`) of ``length`` steps; ∂h_T/∂λ is the
+    derivative (``jax.jacrev``, per sequence) of the layer's final state along ``lambda_re``
+    (h is holomorphic in λ, so this is the complex derivative). Each sequence gives one sample; the relative standard
+    error of either estimate is about √(2 / batch_size).
+
+    Args:
+      key: PRNG key.
+      lam: λ values [n] (or a scalar), |λ| < 1.
+      rho: input correlation decay ρ ∈ [−1, 1].
+      batch_size: number of sequences.
+      length: T (default: 20/(1 − max|λ|), long enough that the initial state is forgotten).
+      chunk_size: sequences per compiled call (bounds memory).
+
+    Returns:
+      two float64 numpy arrays [n].
+    """
+    lams = _as_lambdas(lam, "lam")
+    _check_sizes(batch_size, length, chunk_size)
+    T = length or _default_length(lams)
+    layer, params = _unit_layer(lams, None)
+
+    @jax.jit
+    def chunk(key: Array, params: dict) -> tuple[Array, Array]:
+        x = ar1_inputs(key, rho, chunk_size, T)
+
+        def re_im(lambda_re: Array, x1: Array) -> tuple[Array, Array]:
+            p = {**params, "lambda_re": lambda_re}
+            state, _ = layer.apply({"params": p}, x1, return_state=True)
+            # Unit i depends on λ_i alone, so the Jacobian of the sums over units is ∂h_i/∂λ_i.
+            return jnp.stack([jnp.sum(state.real), jnp.sum(state.imag)]), state
+
+        # Reverse mode, one sequence at a time (the layer's scans need not support jvp).
+        jac, h = jax.vmap(jax.jacrev(re_im, has_aux=True), (None, 0))(params["lambda_re"], x)
+        dh2 = jac[:, 0] ** 2 + jac[:, 1] ** 2
+        return jnp.sum(jnp.abs(h) ** 2, 0), jnp.sum(dh2, 0)
+
+    return _accumulate(key, batch_size, chunk_size, lambda k: chunk(k, params))
+
+
+def _accumulate(key, batch_size, chunk_size, fn) -> tuple[np.ndarray, ...]:
+    n_chunks = math.ceil(batch_size / chunk_size)
+    sums = None
+    for k in jax.random.split(key, n_chunks):
+        out = [np.asarray(o, np.float64) for o in fn(k)]
+        sums = out if sums is None else [s + o for s, o in zip(sums, out)]
+    return tuple(s / (n_chunks * chunk_size) for s in sums)
+
+
+def simulate_loss(
+    key: Array,
+    lam: Array | complex,
+    lam_star: complex,
+    *,
+    mu: float = 0.0,
+    sigma: float = 1.0,
+    normalize: bool = False,
+    batch_size: int = 4000,
+    length: int | None = None,
+    chunk_size: int = 1000,
+) -> np.ndarray:
+    """Monte Carlo estimate of the 1-D teacher–student loss ½ E|h_T − h*_T|² through the layer.
+
+    One :class:`ComplexDiagonalRNN` holds a unit per student λ and one for the teacher λ*, all
+    fed the same i.i.d. inputs x_t = μ + σ ε_t; with ``normalize`` each unit's γ is set to
+    √(1 − |λ|²). Compare with :func:`teacher_student_loss`.
+
+    Returns:
+      float64 numpy array [n], one loss per student λ.
+    """
+    lams = _as_lambdas(lam, "lam")
+    star = _as_lambdas(lam_star, "lam_star")
+    if star.shape != (1,):
+        raise ValueError(f"lam_star must be a single value, got shape {np.shape(lam_star)}")
+    _check_positive(sigma, "sigma")
+    _check_sizes(batch_size, length, chunk_size)
+    units = np.concatenate([lams, star])
+    T = length or _default_length(units)
+    gammas = np.sqrt(1 - np.abs(units) ** 2) if normalize else None
+    layer, params = _unit_layer(units, gammas)
+
+    @jax.jit
+    def chunk(key: Array) -> tuple[Array]:
+        x = mu + sigma * jax.random.normal(key, (chunk_size, T, 1))
+        state, _ = layer.apply({"params": params}, x, return_state=True)
+        return (jnp.sum(0.5 * jnp.abs(state[:, :-1] - state[:, -1:]) ** 2, 0),)
+
+    return _accumulate(key, batch_size, chunk_size, chunk)[0]
