@@ -15,6 +15,7 @@ per-sequence reversal under padding are a permutation of time, :func:`time_permu
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 import jax
@@ -109,13 +110,15 @@ def scan_cell(
         None if mask is None else tm(mask),
     )
 
-    def body(h, inp):
+    def body(h_prev, inp):
         u_t, r_t, m_t = inp
+        h = h_prev
         if r_t is not None:
             h = _where_tree(r_t, jax.tree.map(jnp.zeros_like, h), h)
         h_new, y = cell(h, u_t)
         if m_t is not None:
-            h_new = _where_tree(m_t, h_new, h)
+            # A padded step holds the state, even where a reset was asked there.
+            h_new = _where_tree(m_t, h_new, h_prev)
         return h_new, y
 
     h_T, ys = jax.lax.scan(body, h0, xs, unroll=unroll)
@@ -164,6 +167,21 @@ def linear_scan(
       ``(h_T, hs)``: the final state and all states, hs [B, T, ...].
     """
     method = resolve_method(method, structure)
+    if method == "sequential" and structure == "diagonal" and jnp.iscomplexobj(a):
+        n = a.shape[-1]
+        split = lambda z: jnp.concatenate([z.real, z.imag], axis=-1)
+        tm = lambda z: None if z is None else jnp.swapaxes(z, 0, 1)
+        h_T, hs = complex_diagonal_scan(
+            a.real,
+            a.imag,
+            tm(split(u.astype(a.dtype))),
+            split(h0),
+            resets=tm(resets),
+            mask=tm(mask),
+            unroll=unroll,
+        )
+        unsplit = lambda z: jax.lax.complex(z[..., :n], z[..., n:])
+        return unsplit(h_T), unsplit(tm(hs))
     if method == "sequential":
 
         def cell(h, u_t):
@@ -194,3 +212,116 @@ def linear_scan(
 
     _, hs = jax.lax.associative_scan(combine, (a_t, u), axis=1)
     return hs[:, -1], hs
+
+
+# -- complex diagonal recurrence in real arithmetic ------------------------------------------
+#
+# A complex diagonal recurrence carried as complex64 makes XLA's CPU backend loop over complex
+# multiplies that it does not vectorise well, and reverse-mode autodiff of lax.scan stores
+# per-step residuals. Carrying [re | im] as one real array and giving the scan its own VJP (the
+# adjoint is the same recurrence run backwards with conj(λ)) keeps the loop to a few fused real
+# ops per step and the residuals to the states, which are the output anyway.
+
+
+def _split_mul(ar: Array, ai: Array, h: Array) -> Array:
+    """(ar + i·ai) ⊙ h for ``h = [re | im]`` along the last axis (2N)."""
+    n = ar.shape[-1]
+    hr, hi = h[..., :n], h[..., n:]
+    return jnp.concatenate([ar * hr - ai * hi, ar * hi + ai * hr], axis=-1)
+
+
+def _split_conj_prod(h: Array, w: Array) -> Array:
+    """conj(h) ⊙ w in the ``[re | im]`` layout."""
+    n = h.shape[-1] // 2
+    hr, hi, wr, wi = h[..., :n], h[..., n:], w[..., :n], w[..., n:]
+    return jnp.concatenate([hr * wr + hi * wi, hr * wi - hi * wr], axis=-1)
+
+
+def _split_forward(unroll, ar, ai, u, h0, keep, valid):
+    def body(h, inp):
+        u_t, k_t, m_t = inp
+        ah = _split_mul(ar, ai, h)
+        h_new = ah + u_t if k_t is None else k_t * ah + u_t
+        if m_t is not None:
+            h_new = jnp.where(m_t > 0, h_new, h)
+        return h_new, h_new
+
+    return jax.lax.scan(body, h0, (u, keep, valid), unroll=unroll)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _split_scan(unroll, ar, ai, u, h0, keep, valid):
+    return _split_forward(unroll, ar, ai, u, h0, keep, valid)
+
+
+def _split_scan_fwd(unroll, ar, ai, u, h0, keep, valid):
+    h_T, hs = _split_forward(unroll, ar, ai, u, h0, keep, valid)
+    return (h_T, hs), (ar, ai, hs, h0, keep, valid)
+
+
+def _split_scan_bwd(unroll, res, cotangents):
+    ar, ai, hs, h0, keep, valid = res
+    g_T, gs = cotangents
+
+    # Reverse step t carries d = ∂L/∂h_t from the future, w = the part of δ_{t+1} = ∂L/∂h_{t+1}
+    # that went through λ (∂L/∂λ = Σ_t conj(h_t) w_{t+1}) and that sum so far, per batch row.
+    def body(carry, inp):
+        d_next, w_next, acc = carry
+        g_t, h_t, k_t, m_t = inp
+        acc = acc + _split_conj_prod(h_t, w_next)
+        delta = g_t + d_next
+        w = delta if k_t is None else k_t * delta
+        if m_t is not None:
+            w = jnp.where(m_t > 0, w, 0)
+        d = _split_mul(ar, -ai, w)
+        du = delta
+        if m_t is not None:
+            d = jnp.where(m_t > 0, d, delta)
+            du = jnp.where(m_t > 0, delta, 0)
+        return (d, w, acc), du
+
+    zero = jnp.zeros_like(h0)
+    (d0, w0, acc), du = jax.lax.scan(
+        body, (g_T, zero, zero), (gs, hs, keep, valid), reverse=True, unroll=unroll
+    )
+    acc = jnp.sum(acc + _split_conj_prod(h0, w0), axis=0)
+    n = ar.shape[-1]
+    zeros = lambda x: None if x is None else jnp.zeros_like(x)
+    return acc[:n], acc[n:], du, d0, zeros(keep), zeros(valid)
+
+
+_split_scan.defvjp(_split_scan_fwd, _split_scan_bwd)
+
+
+def complex_diagonal_scan(
+    a_re: Array,
+    a_im: Array,
+    u: Array,
+    h0: Array,
+    *,
+    resets: Array | None = None,
+    mask: Array | None = None,
+    unroll: int = 1,
+) -> tuple[Array, Array]:
+    """``h_t = λ ⊙ h_{t−1} + u_t`` for complex λ = a_re + i·a_im, sequentially in real arithmetic.
+
+    The complex state is carried as ``[re | im]`` along the last axis and time is the leading
+    axis, so callers can produce ``u`` and consume the states with one matmul each.
+
+    Args:
+      a_re, a_im: [N] real and imaginary parts of λ.
+      u: [T, B, 2N] real inputs, time-major, real parts then imaginary parts.
+      h0: [B, 2N] initial state in the same layout.
+      resets: [T, B] bool; where True the state is zeroed before ``u_t`` is read.
+      mask: [T, B] bool; where False the step is skipped (state held, a reset there ignored).
+      unroll: steps unrolled per loop iteration.
+
+    Returns:
+      ``(h_T [B, 2N], hs [T, B, 2N])``. Differentiable in a_re, a_im, u and h0; the VJP runs the
+      recurrence backwards with conj(λ) and keeps only ``hs``.
+    """
+    dt = u.dtype
+    # Flags enter as float so that the custom VJP has only float inputs.
+    keep = None if resets is None else (~resets).astype(dt)[..., None]
+    valid = None if mask is None else mask.astype(dt)[..., None]
+    return _split_scan(unroll, a_re.astype(dt), a_im.astype(dt), u, h0.astype(dt), keep, valid)

@@ -108,6 +108,8 @@ class ComplexDiagonalRNN(LinearReadout):
 
     def _sequence(self, x, h0, resets, mask):
         p = self._params(x.shape[-1])
+        if scan.resolve_method(self.scan) == "sequential":
+            return self._sequence_split(p, x, h0, resets, mask)
         h_T, hs = scan.linear_scan(
             self.eigenvalues(p),
             self._inputs(p, x),
@@ -118,6 +120,30 @@ class ComplexDiagonalRNN(LinearReadout):
             unroll=self.unroll,
         )
         return h_T, self._readout(p, hs, x)
+
+    def _sequence_split(self, p, x, h0, resets, mask):
+        """The sequential scan in real arithmetic, time-major: one matmul in (B with γ folded in,
+        producing [T, B, 2N] = [re | im]), :func:`scan.complex_diagonal_scan`, one matmul out
+        (``[C_re; −C_im]``, since Re(C h) = C_re h_re − C_im h_im)."""
+        real, dt, n = self.real_dtype, self.dtype, self.hidden_size
+        lam = self.eigenvalues(p)
+        w_in = jnp.concatenate([p["B_re"], p["B_im"]], axis=1).astype(real)
+        if p["gamma_log"] is not None:
+            w_in = w_in * jnp.tile(jnp.exp(p["gamma_log"].astype(real)), 2)
+        u = jnp.einsum("btd,dk->tbk", x.astype(dt), w_in.astype(dt)).astype(real)
+        tm = lambda z: None if z is None else jnp.swapaxes(z, 0, 1)
+        h_T, hs = scan.complex_diagonal_scan(
+            lam.real,
+            lam.imag,
+            u,
+            jnp.concatenate([h0.real, h0.imag], axis=-1),
+            resets=tm(resets),
+            mask=tm(mask),
+            unroll=self.unroll,
+        )
+        w_out = jnp.concatenate([p["C_re"], -p["C_im"]], axis=0).astype(dt)
+        y = jnp.einsum("tbk,kd->btd", hs.astype(dt), w_out) + self._apply_skip(p["D"], x)
+        return jax.lax.complex(h_T[..., :n], h_T[..., n:]).astype(h0.dtype), y
 
     def _step(self, h, x_t):
         p = self._params(x_t.shape[-1])
