@@ -4,7 +4,7 @@
 >>> layer = rz.LRU(hidden_size=64)
 """
 
-from recurrent_zoo import initializers, parametrization, scan, theory
+from recurrent_zoo import data, embeddings, initializers, parametrization, scan, theory
 from recurrent_zoo.layers import (
     GRU,
     LAYERS,
@@ -31,6 +31,8 @@ __all__ = [
     "RecurrentLayer",
     "VanillaRNN",
     "__version__",
+    "data",
+    "embeddings",
     "initializers",
     "make_layer",
     "parametrization",

@@ -1,0 +1,54 @@
+"""Wikipedia text and real input sequences (``rz.data``).
+
+>>> import recurrent_zoo as rz
+>>> train = rz.data.load_articles("sample", split="train")      # the shipped WikiText-2 sample
+>>> x = rz.data.wikipedia_embeddings(num_sequences=8, length=128)  # float32 [8, 128, 384]
+
+``datasets``, ``tokenizers`` and ``safetensors`` (the ``data`` extra) are imported only when text
+is read, so importing this package stays fast.
+"""
+
+from recurrent_zoo.data.embeddings import wikipedia_embeddings, wikipedia_windows
+from recurrent_zoo.data.text import (
+    DEFAULT_VALIDATION_FRACTION,
+    HUB_SOURCES,
+    SAMPLE,
+    SPLITS,
+    Article,
+    article_split,
+    articles_from_lines,
+    iter_articles,
+    load_articles,
+    source_description,
+    split_articles,
+    validation_score,
+)
+from recurrent_zoo.data.tokens import (
+    WINDOWS,
+    cut_windows,
+    iter_article_ids,
+    iter_batches,
+    token_stream,
+)
+
+__all__ = [
+    "DEFAULT_VALIDATION_FRACTION",
+    "HUB_SOURCES",
+    "SAMPLE",
+    "SPLITS",
+    "WINDOWS",
+    "Article",
+    "article_split",
+    "articles_from_lines",
+    "cut_windows",
+    "iter_article_ids",
+    "iter_articles",
+    "iter_batches",
+    "load_articles",
+    "source_description",
+    "split_articles",
+    "token_stream",
+    "validation_score",
+    "wikipedia_embeddings",
+    "wikipedia_windows",
+]
