@@ -29,6 +29,7 @@ through the library's own :class:`~recurrent_zoo.ComplexDiagonalRNN`, as a check
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +94,11 @@ def _check_positive(x, name: str, allow_zero: bool = True) -> None:
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v}")
 
 
+def _abs2(z: Array) -> Array:
+    # |z|² as z·z̄: unlike abs(z)**2 it has the right second derivative at z = 0.
+    return jnp.real(z * jnp.conj(z))
+
+
 # -- moments of h and dh/dλ ------------------------------------------------------------------------
 def _moments(lam: Array, rho: Array) -> tuple[Array, Array, Array]:
     """(E|h̃|², E[h̃ conj(h̃')], E|h̃'|²) for γ = 1, from the generating function F."""
@@ -128,7 +134,7 @@ def state_second_moment(lam: Array | complex, rho: Array | float = 0.0, *, norma
     """
     lam = _check_lambda(lam, "lam")
     f, _, _ = _moments(lam, _check_rho(rho))
-    return f * (1 - jnp.abs(lam) ** 2) if normalize else f
+    return f * (1 - _abs2(lam)) if normalize else f
 
 
 def sensitivity_second_moment(lam: Array | complex, rho: Array | float = 0.0) -> Array:
@@ -198,7 +204,7 @@ def parameter_sensitivity(
         (lam, gam), (dlam, dgam) = jax.jvp(fn, (p, q), (tp, tq))
         f, cross, sens = _moments(lam, rho)
         b = gam * dlam  # coefficient of h̃'; dgam is that of h̃
-        return dgam**2 * f + jnp.abs(b) ** 2 * sens + 2 * jnp.real(dgam * jnp.conj(b) * cross)
+        return dgam**2 * f + _abs2(b) * sens + 2 * jnp.real(dgam * jnp.conj(b) * cross)
 
     one, zero = jnp.ones_like(p), jnp.zeros_like(p)
     return along(one, zero), along(zero, one)
@@ -239,11 +245,7 @@ def teacher_student_loss(
     a, b = a.astype(ctype), b.astype(ctype)
     ra, rb = jnp.real(a * jnp.conj(a)), jnp.real(b * jnp.conj(b))
     cross = 1 - a * jnp.conj(b)
-    d = (
-        jnp.abs(a - b) ** 2
-        * (1 - ra * rb)
-        / ((1 - ra) * (1 - rb) * jnp.real(cross * jnp.conj(cross)))
-    )
+    d = _abs2(a - b) * (1 - ra * rb) / ((1 - ra) * (1 - rb) * jnp.real(cross * jnp.conj(cross)))
     if normalize:
         ga, gb = lam_param.gamma(jnp.sqrt(ra)), lam_param.gamma(jnp.sqrt(rb))
         # Σ|γ_a a^k − γ_b b^k|² = γ_a γ_b d + (γ_a − γ_b)(γ_a/(1−|a|²) − γ_b/(1−|b|²))
@@ -252,7 +254,7 @@ def teacher_student_loss(
     else:
         var = d
         mean = (a - b) / ((1 - a) * (1 - b))
-    return 0.5 * (jnp.asarray(mu) ** 2 * jnp.abs(mean) ** 2 + jnp.asarray(sigma) ** 2 * var)
+    return 0.5 * (jnp.asarray(mu) ** 2 * _abs2(mean) + jnp.asarray(sigma) ** 2 * var)
 
 
 def parametrized_loss(
@@ -276,20 +278,23 @@ def parametrized_loss(
 
 
 # -- Monte Carlo through the library's own layer ----------------------------------------------------
-def ar1_inputs(key: Array, rho: float, batch_size: int, length: int, features: int = 1) -> Array:
+def ar1_inputs(
+    key: Array, rho: float | Array, batch_size: int, length: int, features: int = 1
+) -> Array:
     """Stationary Gaussian AR(1) inputs [batch_size, length, features] with E[x_t x_{t+Δ}] = ρ^|Δ|.
 
     x_t = ρ x_{t−1} + √(1 − ρ²) ε_t, started from the stationary law, so no burn-in is needed;
-    ρ = 1 gives a constant N(0, 1) input per sequence.
+    ρ = 1 gives a constant N(0, 1) input per sequence. ``rho`` may be traced (under jit).
     """
     v = _concrete(rho)
-    if v is None or v.ndim or not -1 <= float(v) <= 1:
+    if v is not None and (v.ndim or np.iscomplexobj(v) or not -1 <= float(v) <= 1):
         raise ValueError(f"rho must be a float in [-1, 1], got {rho!r}")
+    rho = jnp.asarray(rho, jnp.float32)
     k0, k1 = jax.random.split(key)
     x0 = jax.random.normal(k0, (batch_size, features))
     eps = jax.random.normal(k1, (batch_size, length, features))
-    u = math.sqrt(max(1.0 - float(rho) ** 2, 0.0)) * eps
-    _, x = scan.linear_scan(jnp.full((features,), float(rho)), u, x0)
+    u = jnp.sqrt(jnp.maximum(1 - rho**2, 0.0)) * eps
+    _, x = scan.linear_scan(jnp.full((features,), rho), u, x0)
     return x
 
 
@@ -298,25 +303,25 @@ def _default_length(lams: np.ndarray) -> int:
     return max(64, math.ceil(20.0 / (1.0 - float(np.max(np.abs(lams))))))
 
 
-def _unit_layer(lams: np.ndarray, gammas: np.ndarray | None):
+def _unit_params(lam_re: Array, lam_im: Array, gamma_log: Array | None = None):
     """A ComplexDiagonalRNN with one unit per λ, B = 1, C = 1, D = 0 (and γ when given)."""
     from recurrent_zoo.layers import ComplexDiagonalRNN
 
-    n = lams.shape[0]
+    n = lam_re.shape[0]
     layer = ComplexDiagonalRNN(
-        hidden_size=n, out_features=1, parametrization="direct", normalize=gammas is not None
+        hidden_size=n, out_features=1, parametrization="direct", normalize=gamma_log is not None
     )
     params = {
-        "lambda_re": jnp.asarray(lams.real, jnp.float32),
-        "lambda_im": jnp.asarray(lams.imag, jnp.float32),
+        "lambda_re": lam_re,
+        "lambda_im": lam_im,
         "B_re": jnp.ones((1, n)),
         "B_im": jnp.zeros((1, n)),
         "C_re": jnp.ones((n, 1)),
         "C_im": jnp.zeros((n, 1)),
         "D": jnp.zeros((1,)),
     }
-    if gammas is not None:
-        params["gamma_log"] = jnp.log(jnp.asarray(gammas, jnp.float32))
+    if gamma_log is not None:
+        params["gamma_log"] = gamma_log
     return layer, params
 
 
@@ -335,6 +340,32 @@ def _check_sizes(batch_size: int, length: int | None, chunk_size: int) -> None:
         raise ValueError(f"length must be a positive int or None, got {length!r}")
 
 
+@partial(jax.jit, static_argnames=("length", "chunk_size"))
+def _moments_chunk(key, lam_re, lam_im, rho, *, length: int, chunk_size: int):
+    layer, params = _unit_params(lam_re, lam_im)
+    x = ar1_inputs(key, rho, chunk_size, length)
+
+    def re_im(lambda_re: Array, x1: Array) -> tuple[Array, Array]:
+        state, _ = layer.apply(
+            {"params": {**params, "lambda_re": lambda_re}}, x1, return_state=True
+        )
+        # Unit i depends on λ_i alone, so the Jacobian of the sums over units is ∂h_i/∂λ_i.
+        return jnp.stack([jnp.sum(state.real), jnp.sum(state.imag)]), state
+
+    # Reverse mode, one sequence at a time (the layer's scans need not support jvp).
+    jac, h = jax.vmap(jax.jacrev(re_im, has_aux=True), (None, 0))(lam_re, x)
+    return jnp.sum(_abs2(h), 0), jnp.sum(jac[:, 0] ** 2 + jac[:, 1] ** 2, 0)
+
+
+def _accumulate(key, batch_size, chunk_size, fn) -> tuple[np.ndarray, ...]:
+    n_chunks = math.ceil(batch_size / chunk_size)
+    sums = None
+    for k in jax.random.split(key, n_chunks):
+        out = [np.asarray(o, np.float64) for o in fn(k)]
+        sums = out if sums is None else [s + o for s, o in zip(sums, out)]
+    return tuple(s / (n_chunks * chunk_size) for s in sums)
+
+
 def simulate_moments(
     key: Array,
     lam: Array | complex,
@@ -346,17 +377,17 @@ def simulate_moments(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo estimates of (E|h_T|², E|∂h_T/∂λ|²) through :class:`ComplexDiagonalRNN`.
 
-    One layer unit per λ (B = 1, C = 1, D = 0, λ learned directly) runs on ``batch_size``
-    stationary AR(1) sequences (:func:`ar1_inputs`) of ``length`` steps; ∂h_T/∂λ is the
-    derivative (``jax.jacrev``, per sequence) of the layer's final state along ``lambda_re``
-    (h is holomorphic in λ, so this is the complex derivative). Each sequence gives one sample; the relative standard
-    error of either estimate is about √(2 / batch_size).
+    One layer unit per λ (B = 1, C = 1, D = 0, λ learned directly) runs on stationary AR(1)
+    sequences (:func:`ar1_inputs`) of ``length`` steps; ∂h_T/∂λ is the derivative
+    (``jax.jacrev``, per sequence) of the layer's final state along ``lambda_re`` (h is
+    holomorphic in λ, so this is the complex derivative). Each sequence gives one sample; the
+    relative standard error of either estimate is about √(2 / batch_size).
 
     Args:
       key: PRNG key.
       lam: λ values [n] (or a scalar), |λ| < 1.
       rho: input correlation decay ρ ∈ [−1, 1].
-      batch_size: number of sequences.
+      batch_size: number of sequences (rounded up to a multiple of ``chunk_size``).
       length: T (default: 20/(1 − max|λ|), long enough that the initial state is forgotten).
       chunk_size: sequences per compiled call (bounds memory).
 
@@ -364,35 +395,21 @@ def simulate_moments(
       two float64 numpy arrays [n].
     """
     lams = _as_lambdas(lam, "lam")
+    _check_rho(rho)
     _check_sizes(batch_size, length, chunk_size)
     T = length or _default_length(lams)
-    layer, params = _unit_layer(lams, None)
-
-    @jax.jit
-    def chunk(key: Array, params: dict) -> tuple[Array, Array]:
-        x = ar1_inputs(key, rho, chunk_size, T)
-
-        def re_im(lambda_re: Array, x1: Array) -> tuple[Array, Array]:
-            p = {**params, "lambda_re": lambda_re}
-            state, _ = layer.apply({"params": p}, x1, return_state=True)
-            # Unit i depends on λ_i alone, so the Jacobian of the sums over units is ∂h_i/∂λ_i.
-            return jnp.stack([jnp.sum(state.real), jnp.sum(state.imag)]), state
-
-        # Reverse mode, one sequence at a time (the layer's scans need not support jvp).
-        jac, h = jax.vmap(jax.jacrev(re_im, has_aux=True), (None, 0))(params["lambda_re"], x)
-        dh2 = jac[:, 0] ** 2 + jac[:, 1] ** 2
-        return jnp.sum(jnp.abs(h) ** 2, 0), jnp.sum(dh2, 0)
-
-    return _accumulate(key, batch_size, chunk_size, lambda k: chunk(k, params))
+    re, im, r = jnp.asarray(lams.real), jnp.asarray(lams.imag), jnp.asarray(rho, jnp.float32)
+    fn = lambda k: _moments_chunk(k, re, im, r, length=T, chunk_size=chunk_size)
+    return _accumulate(key, batch_size, chunk_size, fn)
 
 
-def _accumulate(key, batch_size, chunk_size, fn) -> tuple[np.ndarray, ...]:
-    n_chunks = math.ceil(batch_size / chunk_size)
-    sums = None
-    for k in jax.random.split(key, n_chunks):
-        out = [np.asarray(o, np.float64) for o in fn(k)]
-        sums = out if sums is None else [s + o for s, o in zip(sums, out)]
-    return tuple(s / (n_chunks * chunk_size) for s in sums)
+@partial(jax.jit, static_argnames=("length", "chunk_size", "normalize"))
+def _loss_chunk(key, lam_re, lam_im, mu, sigma, *, length: int, chunk_size: int, normalize: bool):
+    gamma_log = 0.5 * jnp.log1p(-(lam_re**2 + lam_im**2)) if normalize else None
+    layer, params = _unit_params(lam_re, lam_im, gamma_log)
+    x = mu + sigma * jax.random.normal(key, (chunk_size, length, 1))
+    state, _ = layer.apply({"params": params}, x, return_state=True)
+    return (jnp.sum(0.5 * _abs2(state[:, :-1] - state[:, -1:]), 0),)
 
 
 def simulate_loss(
@@ -424,13 +441,9 @@ def simulate_loss(
     _check_sizes(batch_size, length, chunk_size)
     units = np.concatenate([lams, star])
     T = length or _default_length(units)
-    gammas = np.sqrt(1 - np.abs(units) ** 2) if normalize else None
-    layer, params = _unit_layer(units, gammas)
-
-    @jax.jit
-    def chunk(key: Array) -> tuple[Array]:
-        x = mu + sigma * jax.random.normal(key, (chunk_size, T, 1))
-        state, _ = layer.apply({"params": params}, x, return_state=True)
-        return (jnp.sum(0.5 * jnp.abs(state[:, :-1] - state[:, -1:]) ** 2, 0),)
-
-    return _accumulate(key, batch_size, chunk_size, chunk)[0]
+    re, im = jnp.asarray(units.real), jnp.asarray(units.imag)
+    mu, sigma = jnp.asarray(mu, jnp.float32), jnp.asarray(sigma, jnp.float32)
+    fn = lambda k: _loss_chunk(
+        k, re, im, mu, sigma, length=T, chunk_size=chunk_size, normalize=normalize
+    )
+    return _accumulate(key, batch_size, chunk_size, fn)[0]
