@@ -106,7 +106,10 @@ class RecurrentLayer(nn.Module):
         Args:
           x: float [*batch, T, D_in].
           initial_state: state [*batch, N] (zeros when None).
-          resets: bool [*batch, T]; True at t zeroes the state before x_t is read.
+          resets: bool [*batch, T]; True at t zeroes the state before x_t is read, so each
+            piece between resets runs as its own sequence. With ``reverse`` every piece runs
+            backwards on its own (the last piece from ``initial_state``), so packed sequences
+            stay apart in both directions.
           lengths: int [*batch] in [0, T]; steps t ≥ length are padding (zero outputs, state held).
           reverse: run time backwards (each sequence's valid part, under padding); y stays
             aligned with x.
@@ -130,6 +133,13 @@ class RecurrentLayer(nn.Module):
 
         if reverse:
             perm = scan.time_permutation(n_, T)
+            if r_ is not None:
+                # A reset at t starts a piece at t. Backwards, that piece is entered at its last
+                # step, just before the next piece starts: the reset moves one step earlier, and
+                # one past the end of a sequence means nothing.
+                r_ = jnp.concatenate([r_[:, 1:], jnp.zeros_like(r_[:, :1])], axis=1)
+                if n_ is not None:
+                    r_ = r_ & (jnp.arange(1, T + 1)[None, :] < n_[:, None])
             x_, r_ = scan.reverse_time(x_, perm), scan.reverse_time(r_, perm)
         mask = scan.valid_mask(n_, T)
         h_T, y = self._sequence(x_, h0_, r_, mask)

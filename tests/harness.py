@@ -1,0 +1,192 @@
+"""The layer harness: every layer configuration × every scan backend, with shared compiled calls.
+
+A :class:`Case` is one layer configuration (a registry name and constructor options) and, for
+layers with a ``scan`` field, one of ``rz.scan.METHODS`` — so backends added later are covered
+without touching the tests. Parameters are drawn once per configuration (they do not depend on the
+scan backend) and every jitted function is cached, so each shape is compiled once per process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import recurrent_zoo as rz
+
+import reference as ref
+
+# Small shapes: the harness runs ~30 cases through a dozen checks each on a 2-core CPU.
+B, T, D, N = 3, 8, 3, 4
+
+LINEAR_TOL = dict(rtol=2e-5, atol=2e-5)  # float32 after T = 8 steps, against float64
+
+
+def _configs() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Configuration id -> (registry name, constructor options); every registered layer first."""
+    cfg: dict[str, tuple[str, dict[str, Any]]] = {name: (name, {}) for name in rz.LAYERS}
+    cfg["rnn_relu_identity"] = ("rnn", {"activation": "relu", "recurrent_init": "identity"})
+    cfg["rnn_linear_eigen"] = ("rnn", {"activation": "linear", "recurrent_init": "eigen"})
+    cfg["crnn_normalize"] = ("crnn", {"normalize": True})
+    for p in rz.parametrization.PARAMETRIZATIONS:
+        if p != rz.LRU.parametrization:
+            cfg[f"lru_{p}"] = ("lru", {"parametrization": p})
+    cfg["lru_out5"] = ("lru", {"out_features": 5})
+    cfg["mh_linear_half"] = ("mh_linear", {"num_heads": N // 2})
+    cfg["mh_linear_out5"] = ("mh_linear", {"num_heads": N // 2, "out_features": 5})
+    cfg["gru_chrono"] = ("gru", {"chrono_init": 3.0})
+    return cfg
+
+
+CONFIGS = _configs()
+
+
+def has_scan(name: str) -> bool:
+    """Whether the layer registered as ``name`` takes a ``scan`` strategy."""
+    return "scan" in {f.name for f in dataclasses.fields(rz.LAYERS[name])}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    config: str
+    method: str | None = None
+
+    @property
+    def name(self) -> str:
+        return CONFIGS[self.config][0]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(CONFIGS[self.config][1])
+
+    @property
+    def id(self) -> str:
+        return self.config if self.method is None else f"{self.config}-{self.method}"
+
+    def layer(self, **overrides: Any) -> rz.RecurrentLayer:
+        kw = {"hidden_size": N, **self.options, **overrides}
+        if self.method is not None:
+            kw.setdefault("scan", self.method)
+        return rz.make_layer(self.name, **kw)
+
+    @property
+    def d_out(self) -> int:
+        return self.options.get("out_features") or (N if self.name in CELL_NAMES else D)
+
+    @property
+    def complex_state(self) -> bool:
+        return jnp.issubdtype(self.layer().state_dtype, jnp.complexfloating)
+
+    # -- shared, compiled ------------------------------------------------------------------
+    @property
+    def variables(self) -> Any:
+        return variables(self.config)
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in self.variables["params"].items()}
+
+    def call(self, x, h0=None, resets=None, lengths=None, reverse=False):
+        """(state, y) of one sequence call, jitted once per case and input structure."""
+        return call_fn(self, reverse)(self.variables, x, h0, resets, lengths)
+
+    def step(self, h, x_t):
+        return step_fn(self.config)(self.variables, h, x_t)
+
+    def step_loop(self, x, h0):
+        """Steps through x [B, T, D]: (states [B, T + 1, N] including h0, ys [B, T, D_out])."""
+        hs, ys, h = [h0], [], h0
+        for t in range(x.shape[-2]):
+            h, y = self.step(h, x[..., t, :])
+            hs.append(h)
+            ys.append(y)
+        return np.stack(hs, axis=-2), np.stack(ys, axis=-2)
+
+    def reference_step(self) -> ref.Step:
+        return ref.step_function(self.name, self.options, self.params)
+
+    def random_state(self, batch_shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        h = rng.normal(size=(*batch_shape, N))
+        if self.complex_state:
+            h = h + 1j * rng.normal(size=h.shape)
+            return h.astype(np.complex64)
+        return h.astype(np.float32)
+
+
+CELL_NAMES = tuple(n for n in rz.LAYERS if not has_scan(n))
+
+
+def _seed(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+@functools.cache
+def variables(config: str) -> Any:
+    """Initialised variables with every parameter nudged by N(0, 0.1²).
+
+    The nudge makes zero-initialised biases and the γ = √(1 − |λ|²) coupling non-trivial, so the
+    reference comparisons exercise every parameter.
+    """
+    case = Case(config)
+    layer = case.layer()
+    x = jnp.zeros((B, T, D), jnp.float32)
+    v = jax.jit(layer.init)(jax.random.key(_seed(config)), x)
+    rng = np.random.default_rng(_seed(config))
+    return jax.tree.map(lambda a: a + 0.1 * rng.normal(size=a.shape).astype(a.dtype), v)
+
+
+@functools.cache
+def call_fn(case: Case, reverse: bool) -> Callable[..., Any]:
+    layer = case.layer()
+
+    def f(v, x, h0, resets, lengths):
+        return layer.apply(
+            v,
+            x,
+            initial_state=h0,
+            resets=resets,
+            lengths=lengths,
+            reverse=reverse,
+            return_state=True,
+        )
+
+    return jax.jit(f)
+
+
+@functools.cache
+def step_fn(config: str) -> Callable[..., Any]:
+    layer = Case(config).layer()
+    return jax.jit(lambda v, h, x_t: layer.apply(v, h, x_t, method="step"))
+
+
+def all_cases() -> list[Case]:
+    """Every configuration, times every scan backend where the layer has a ``scan`` field."""
+    out = []
+    for config, (name, _) in CONFIGS.items():
+        methods = rz.scan.METHODS if has_scan(name) else (None,)
+        out.extend(Case(config, m) for m in methods)
+    return out
+
+
+CASES = all_cases()
+CASE_PARAMS = [pytest.param(c, id=c.id) for c in CASES]
+# One case per configuration (the layer's default backend), for checks that do not involve scans.
+CONFIG_PARAMS = [pytest.param(Case(c), id=c) for c in CONFIGS]
+LINEAR_CASE_PARAMS = [p for p in CASE_PARAMS if p.values[0].method is not None]
+
+
+def inputs(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def assert_close(actual: Any, expected: Any, what: str = "", **tol: float) -> None:
+    tol = {**LINEAR_TOL, **tol}
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), err_msg=what, **tol)
