@@ -17,6 +17,7 @@ from recurrent_zoo.layers import (
     VanillaRNN,
     make_layer,
 )
+from recurrent_zoo.models import RecurrentBlock, SequenceModel
 
 __version__ = "0.1.0"
 
@@ -28,7 +29,9 @@ __all__ = [
     "ComplexDiagonalRNN",
     "LayerNormRNN",
     "MultiHeadLinearRNN",
+    "RecurrentBlock",
     "RecurrentLayer",
+    "SequenceModel",
     "VanillaRNN",
     "__version__",
     "data",
