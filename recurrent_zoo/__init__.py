@@ -4,7 +4,7 @@
 >>> layer = rz.LRU(hidden_size=64)
 """
 
-from recurrent_zoo import data, embeddings, initializers, parametrization, scan, theory
+from recurrent_zoo import data, embeddings, initializers, optim, parametrization, scan, theory
 from recurrent_zoo.layers import (
     GRU,
     LAYERS,
@@ -38,6 +38,7 @@ __all__ = [
     "embeddings",
     "initializers",
     "make_layer",
+    "optim",
     "parametrization",
     "scan",
     "theory",
