@@ -23,7 +23,7 @@ WINDOWS = ("all", "first")
 
 
 def iter_article_ids(
-    articles: Iterable[Article], tokenizer: Any, chunk: int = 64
+    articles: Iterable[Article], tokenizer: Any, chunk: int = 16
 ) -> Iterator[np.ndarray]:
     """Word-piece ids (int32 [n], no special tokens) of each article, tokenised ``chunk`` at a time
     (``tokenizers`` encodes a batch in parallel)."""
