@@ -7,11 +7,16 @@ sets how long the teacher remembers.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 
 from recurrent_zoo import initializers as inits
 from recurrent_zoo import scan
@@ -71,3 +76,177 @@ def sample_batch(
 def loss(prediction: Array, target: Array) -> Array:
     """½·mean over batch, time and outputs of (ŷ − y)²."""
     return 0.5 * jnp.mean(jnp.square(prediction - target))
+
+
+# -- students ----------------------------------------------------------------------------------
+
+#: The paper's students, by name: (layer class name, hidden size, fixed options). Diagonal
+#: students start on the ring ν0 ≤ |λ| ≤ 1; dense and block-diagonal ones from the
+#: eigenvalue-controlled init with minimum magnitude 0.
+STUDENTS: dict[str, str] = {
+    "rnn": "dense linear RNN, 64 units (1 head)",
+    "block2": "2×2 block-diagonal linear RNN, 64 units (32 heads)",
+    "block2_128": "2×2 block-diagonal linear RNN, 128 units (64 heads)",
+    "crnn": "complex diagonal RNN, 64 units, λ = a + ib, no γ",
+    "crnn_gamma": "complex diagonal RNN, 64 units, λ = a + ib, learned γ",
+    "lru": "LRU, 64 units (exponential parametrisation, learned γ)",
+}
+
+
+def make_student(
+    name: str,
+    nu0: float,
+    theta0: float = math.pi,
+    hidden_size: int = 64,
+    num_heads: int = 1,
+    **layer_kwargs: Any,
+) -> nn.Module:
+    """The student ``name`` (a key of :data:`STUDENTS`, or ``"heads"``) for teachers of memory ν0.
+
+    ``"heads"`` is the linear RNN with ``num_heads`` dense blocks of the paper's Fig. 11. The
+    diagonal students' |λ| start uniform (in area) on the ring [ν0, 1], arg λ ~ U[−θ0, θ0]; the
+    block students use the teacher's init with minimum magnitude 0. ``hidden_size`` counts
+    complex units for the diagonal students and real units for the others ("block2_128" doubles
+    it). ``layer_kwargs`` go to the layer (e.g. ``scan``, ``unroll``).
+    """
+    from recurrent_zoo.layers import LRU, ComplexDiagonalRNN, MultiHeadLinearRNN
+
+    if not 0.0 <= nu0 < 1.0:
+        raise ValueError(f"nu0 must be in [0, 1), got {nu0!r}")
+    n = hidden_size
+    ring = dict(r_min=nu0, r_max=1.0, min_phase=-theta0, max_phase=theta0, **layer_kwargs)
+    block = dict(r_min=0.0, max_phase=theta0, **layer_kwargs)
+    if name == "rnn":
+        return MultiHeadLinearRNN(n, num_heads=1, **block)
+    if name == "block2":
+        return MultiHeadLinearRNN(n, num_heads=n // 2, **block)
+    if name == "block2_128":
+        return MultiHeadLinearRNN(2 * n, num_heads=n, **block)
+    if name == "heads":
+        return MultiHeadLinearRNN(n, num_heads=num_heads, **block)
+    if name == "crnn":
+        return ComplexDiagonalRNN(n, normalize=False, **ring)
+    if name == "crnn_gamma":
+        return ComplexDiagonalRNN(n, normalize=True, **ring)
+    if name == "lru":
+        return LRU(n, **ring)
+    raise ValueError(f"student must be one of {[*STUDENTS, 'heads']}, got {name!r}")
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+class TrainResult(NamedTuple):
+    """What :func:`train_students` returns; S seeds, L learning rates, K logged chunks.
+
+    final_loss [S, L]: loss on a fresh evaluation batch after training (inf where it diverged).
+    curve [S, L, K]: mean training loss over each chunk of steps.
+    params: the trained parameters, leaves [S, L, ...].
+    """
+
+    final_loss: np.ndarray
+    curve: np.ndarray
+    params: Any
+
+
+def cosine_adam(learning_rate: Array | float, steps: int, end_value: float = 1e-7):
+    """Adam with the learning rate decayed by a cosine from its peak to ``end_value``, no warm-up."""
+    peak = jnp.asarray(learning_rate, jnp.float32)
+    return optax.adam(optax.cosine_decay_schedule(peak, steps, alpha=end_value / peak))
+
+
+def train_students(
+    student: nn.Module,
+    teachers: Teacher,
+    keys: Array,
+    learning_rates: Array,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    length: int = 300,
+    eval_size: int = 512,
+    chunk: int = 100,
+    progress: Callable[[Iterable[int], str, int], Iterable[int]] | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Trains one student per (seed, learning rate), all in one vmapped, jit-compiled step.
+
+    Seed s has its own teacher ``teachers[s]`` (leaves with a leading axis S), student init and
+    data stream from ``keys[s]``; the L learning rates of a seed share its init and its batches
+    (common random numbers, so the learning-rate comparison is not blurred by data noise).
+
+    Args:
+      student: the flax module (x [B, T, 1] → ŷ [B, T, 1]).
+      teachers: S stacked teachers.
+      keys: [S] PRNG keys.
+      learning_rates: [L] peak learning rates (Adam, cosine decay to 1e-7, no warm-up).
+      steps: optimisation steps; chunk: steps per compiled call (the training curve's resolution).
+      progress: optional ``progress(iterable, desc, total)`` wrapper (e.g. ``bench._common.progress``).
+    """
+    if steps < 1 or chunk < 1:
+        raise ValueError(f"steps and chunk must be >= 1, got steps={steps}, chunk={chunk}")
+    lrs = jnp.asarray(learning_rates, jnp.float32)
+    if lrs.ndim != 1 or not bool(jnp.all(lrs > 0)):
+        raise ValueError(f"learning_rates must be a 1-D array of positive floats, got {lrs}")
+    num_seeds, num_lrs = keys.shape[0], lrs.shape[0]
+    d_in = teachers.B.shape[-1]
+
+    # Init is eager per seed (the eigenvalue-controlled init runs a host callback), then
+    # broadcast over the learning rates.
+    init_keys, data_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    x0 = jnp.zeros((1, length, d_in))
+    params = [student.init(k, x0)["params"] for k in init_keys]
+    params = jax.tree.map(
+        lambda *p: jnp.broadcast_to(jnp.stack(p)[:, None], (num_seeds, num_lrs, *p[0].shape)),
+        *params,
+    )
+
+    def loss_fn(p, x, y):
+        return loss(student.apply({"params": p}, x), y)
+
+    opt_state = jax.vmap(jax.vmap(lambda p, lr: cosine_adam(lr, steps).init(p)))(
+        params, jnp.broadcast_to(lrs, (num_seeds, num_lrs))
+    )
+
+    def seed_step(p_l, o_l, teacher, key, step):
+        x, y = sample_batch(jax.random.fold_in(key, step), teacher, batch_size, length)
+
+        def one(p, o, lr):
+            value, g = jax.value_and_grad(loss_fn)(p, x, y)
+            updates, o = cosine_adam(lr, steps).update(g, o, p)
+            return optax.apply_updates(p, updates), o, value
+
+        return jax.vmap(one)(p_l, o_l, lrs)
+
+    all_step = jax.vmap(seed_step, in_axes=(0, 0, 0, 0, None))
+
+    @functools.partial(jax.jit, static_argnums=3, donate_argnums=(0, 1))
+    def run_chunk(p, o, start, n):
+        def body(carry, step):
+            p, o = carry
+            p, o, value = all_step(p, o, teachers, data_keys, step)
+            return (p, o), value
+
+        (p, o), values = jax.lax.scan(body, (p, o), start + jnp.arange(n))
+        return p, o, jnp.mean(values, axis=0)
+
+    starts = range(0, steps, chunk)
+    wrapped = progress(starts, desc, len(starts)) if progress is not None else starts
+    curve = []
+    for start in wrapped:
+        params, opt_state, mean_loss = run_chunk(
+            params, opt_state, jnp.int32(start), min(chunk, steps - start)
+        )
+        curve.append(np.asarray(mean_loss))
+
+    @jax.jit
+    def evaluate(p):
+        def per_seed(p_l, teacher, key):
+            x, y = sample_batch(jax.random.fold_in(key, steps + 1), teacher, eval_size, length)
+            return jax.vmap(lambda p: loss_fn(p, x, y))(p_l)
+
+        return jax.vmap(per_seed)(p, teachers, data_keys)
+
+    final = np.asarray(evaluate(params), np.float64)
+    final = np.where(np.isfinite(final), final, np.inf)
+    return TrainResult(final, np.stack(curve, axis=-1), params)

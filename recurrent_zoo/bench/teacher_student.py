@@ -1,0 +1,278 @@
+"""``recurrent-zoo bench teacher-student``: the paper's teacher–student task (Fig. 3 and Fig. 11).
+
+Students learn a linear time-invariant teacher whose memory is set by ν0 (its eigenvalues'
+minimum magnitude). Each (student, ν0) trains S seeds × L learning rates at once (one jit-compiled
+step, vmapped); the best learning rate per (student, ν0) is the one with the lowest mean final
+loss over seeds. Modes:
+
+* ``sweep``: final loss against ν0 for each student (Fig. 3A);
+* ``ablation``: every student at ν0 = 0.99 (Fig. 3B);
+* ``heads``: the linear RNN with 1 … 32 heads of 64 units at ν0 = 0.99 (Fig. 11).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from recurrent_zoo.bench._common import (
+    UsageError,
+    args_dict,
+    format_table,
+    progress,
+    pyplot,
+    save_figure,
+    write_json,
+)
+from recurrent_zoo.tasks import teacher_student as ts
+
+NAME = "teacher-student"
+HELP = "students of every kind learning a linear teacher of growing memory ν0 (paper Fig. 3, 11)"
+
+MODES = ("sweep", "ablation", "heads")
+ABLATION_NU0 = 0.99
+HEADS = (1, 2, 4, 8, 16, 32)
+
+# Learning-rate grids in log10 (the paper's: dense/block RNNs 3.2e-3 … 3.2e-5, LRU 0.32 … 3.2e-3).
+# The complex diagonal RNNs learn λ = a + ib directly, where a large step leaves the unit disc, so
+# they get a grid between the two.
+_LOG_LR = {
+    "rnn": (-2.5, -3.0, -3.5, -4.0, -4.5),
+    "block2": (-2.5, -3.0, -3.5, -4.0, -4.5),
+    "block2_128": (-2.5, -3.0, -3.5, -4.0, -4.5),
+    "heads": (-2.5, -3.0, -3.5, -4.0, -4.5),
+    "crnn": (-1.5, -2.0, -2.5, -3.0, -3.5),
+    "crnn_gamma": (-1.5, -2.0, -2.5, -3.0, -3.5),
+    "lru": (-0.5, -1.0, -1.5, -2.0, -2.5),
+}
+
+# (full, quick) sizes.
+_SIZES = {
+    "steps": (10_000, 400),
+    "batch_size": (128, 32),
+    "seeds": (10, 2),
+    "eval_size": (1024, 256),
+}
+_QUICK_NU0 = (0.36, 0.84, 0.96, 0.99)
+_QUICK_MODELS = ("rnn", "block2", "lru")
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode", choices=MODES, default="sweep", help="what to run (default sweep)"
+    )
+    parser.add_argument(
+        "--models",
+        default=None,
+        help=f"comma-separated students among {','.join(ts.STUDENTS)} (sweep/ablation; "
+        f"default quick: {','.join(_QUICK_MODELS)}; full or ablation: all)",
+    )
+    parser.add_argument(
+        "--nu0",
+        type=_float_list,
+        default=None,
+        help=f"comma-separated ν0 values for the sweep (quick: {_QUICK_NU0}; full: the paper's 7)",
+    )
+    for name, (full, quick) in _SIZES.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=int, default=None, help=f"default {quick}; --full {full}")
+    parser.add_argument("--length", type=int, default=300, help="sequence length T (default 300)")
+    parser.add_argument(
+        "--hidden-size", type=int, default=64, help="student units (default 64, the paper's)"
+    )
+    parser.add_argument(
+        "--lr-points",
+        type=int,
+        default=None,
+        help="learning rates per grid, taken from its middle (default 3; --full 5)",
+    )
+
+
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = {}
+    for name, (full, quick) in _SIZES.items():
+        v = getattr(args, name)
+        cfg[name] = (full if args.full else quick) if v is None else v
+        if cfg[name] < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {cfg[name]}")
+    for name in ("length", "hidden_size"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    n_lr = args.lr_points if args.lr_points is not None else (5 if args.full else 3)
+    if not 1 <= n_lr <= 5:
+        raise UsageError(f"--lr-points must be in 1..5, got {n_lr}")
+    cfg["lr_points"] = n_lr
+
+    if args.mode == "heads":
+        bad = [h for h in HEADS if args.hidden_size % h]
+        if bad:
+            raise UsageError(f"--hidden-size must be divisible by {HEADS}, got {args.hidden_size}")
+        models = [f"heads{h}" for h in HEADS]
+        nu0s = [ABLATION_NU0]
+    else:
+        if args.models is None:
+            models = list(ts.STUDENTS) if (args.full or args.mode == "ablation") else None
+            models = models or list(_QUICK_MODELS)
+        else:
+            models = [m.strip() for m in args.models.split(",") if m.strip()]
+            unknown = [m for m in models if m not in ts.STUDENTS]
+            if unknown or not models:
+                raise UsageError(
+                    f"--models must be among {','.join(ts.STUDENTS)}, got {args.models!r}"
+                )
+        if args.mode == "ablation":
+            nu0s = [ABLATION_NU0]
+        else:
+            nu0s = args.nu0 or list(ts.NU0_GRID if args.full else _QUICK_NU0)
+    bad = [v for v in nu0s if not 0.0 <= v < 1.0]
+    if bad:
+        raise UsageError(f"--nu0 values must be in [0, 1), got {bad}")
+    if args.mode == "ablation" and args.nu0:
+        raise UsageError("--nu0 is fixed to 0.99 in --mode ablation")
+    cfg["models"], cfg["nu0"] = models, [float(v) for v in nu0s]
+    return cfg
+
+
+def _lr_grid(model: str, n: int) -> list[float]:
+    grid = _LOG_LR["heads" if model.startswith("heads") else model]
+    start = (len(grid) - n) // 2
+    return [10.0**g for g in grid[start : start + n]]
+
+
+def _student(model: str, nu0: float, hidden_size: int):
+    if model.startswith("heads"):
+        return ts.make_student("heads", nu0, hidden_size=hidden_size, num_heads=int(model[5:]))
+    return ts.make_student(model, nu0, hidden_size=hidden_size)
+
+
+def _teachers(seed: int, nu0: float, num_seeds: int) -> tuple[ts.Teacher, jax.Array]:
+    """Per seed s: a teacher and a training key, both from fold_in(PRNGKey(seed), s)."""
+    teachers, keys = [], []
+    for s in range(num_seeds):
+        k_teacher, k_train = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), s))
+        teachers.append(ts.make_teacher(k_teacher, nu0))
+        keys.append(k_train)
+    return jax.tree.map(lambda *a: jnp.stack(a), *teachers), jnp.stack(keys)
+
+
+def _summary(final: np.ndarray, lrs: list[float]) -> dict[str, Any]:
+    """Best learning rate: lowest mean over seeds of log final loss (diverged runs lose)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.mean(np.log(final), axis=0)
+    best = int(np.argmin(np.where(np.isfinite(score), score, np.inf)))
+    losses = final[:, best]
+    finite = losses[np.isfinite(losses)]
+    geo = float(np.exp(np.mean(np.log(finite)))) if finite.size else math.inf
+    return {
+        "best_lr": lrs[best],
+        "losses": losses.tolist(),
+        "geomean": geo,
+        "min": float(np.min(losses)),
+        "max": float(np.max(losses)),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = _resolve(args)
+    runs, rows = [], []
+    start_all = time.perf_counter()
+    for nu0 in cfg["nu0"]:
+        teachers, keys = _teachers(args.seed, nu0, cfg["seeds"])
+        for model in cfg["models"]:
+            lrs = _lr_grid(model, cfg["lr_points"])
+            t0 = time.perf_counter()
+            result = ts.train_students(
+                _student(model, nu0, args.hidden_size),
+                teachers,
+                keys,
+                jnp.asarray(lrs),
+                steps=cfg["steps"],
+                batch_size=cfg["batch_size"],
+                length=args.length,
+                eval_size=cfg["eval_size"],
+                chunk=max(1, min(100, cfg["steps"] // 10)),
+                progress=progress,
+                desc=f"{model:>10s} ν0={nu0:.2f}",
+            )
+            summary = _summary(result.final_loss, lrs)
+            seconds = time.perf_counter() - t0
+            runs.append(
+                {
+                    "model": model,
+                    "nu0": nu0,
+                    "learning_rates": lrs,
+                    "final_loss": result.final_loss,  # [seed, lr]
+                    "curve": result.curve,  # [seed, lr, chunk]
+                    "seconds": seconds,
+                    **summary,
+                }
+            )
+            rows.append(
+                {
+                    "model": model,
+                    "nu0": nu0,
+                    "best_lr": summary["best_lr"],
+                    "loss (geomean)": summary["geomean"],
+                    "min": summary["min"],
+                    "max": summary["max"],
+                    "s": seconds,
+                }
+            )
+    total = time.perf_counter() - start_all
+    print(format_table(rows))
+    print(f"total {total:.1f}s")
+    results = {"mode": args.mode, "config": cfg, "runs": runs, "seconds": total}
+    name = NAME if args.mode == "sweep" else f"{NAME}-{args.mode}"
+    write_json(args.out, name, args_dict(args), results)
+    _plot(args.mode, runs, args.out, name)
+    return results
+
+
+def _plot(mode: str, runs: list[dict[str, Any]], out: str, name: str) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    models = list(dict.fromkeys(r["model"] for r in runs))
+    if mode == "sweep":
+        for model in models:
+            rs = [r for r in runs if r["model"] == model]
+            nu = np.array([r["nu0"] for r in rs])
+            x = 1 - nu
+            ax.plot(x, [r["geomean"] for r in rs], "o-", label=model)
+            ax.fill_between(x, [r["min"] for r in rs], [r["max"] for r in rs], alpha=0.2)
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ticks = sorted({r["nu0"] for r in runs})
+        ax.set_xticks([1 - v for v in ticks], [f"{v:g}" for v in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("ν0 (teacher's memory; axis 1 − ν0, log)")
+    else:
+        pos = np.arange(len(models))
+        geo = [next(r for r in runs if r["model"] == m)["geomean"] for m in models]
+        ax.bar(pos, geo, color="tab:blue", alpha=0.6)
+        for i, m in enumerate(models):
+            losses = next(r for r in runs if r["model"] == m)["losses"]
+            ax.plot([i] * len(losses), losses, "k.", ms=4)
+        labels = [m.replace("heads", "") for m in models] if mode == "heads" else models
+        ax.set_xticks(pos, labels, rotation=0 if mode == "heads" else 30)
+        ax.set_xlabel("number of heads (64 units)" if mode == "heads" else "student")
+        ax.set_title(f"ν0 = {runs[0]['nu0']:g}")
+    ax.set_yscale("log")
+    ax.set_ylabel("final loss (best lr; geomean, min–max over seeds)")
+    if mode == "sweep":
+        ax.legend(fontsize=8)
+    save_figure(fig, out, name)
