@@ -4,7 +4,16 @@
 >>> layer = rz.LRU(hidden_size=64)
 """
 
-from recurrent_zoo import data, embeddings, initializers, optim, parametrization, scan, theory
+from recurrent_zoo import (
+    data,
+    diagnostics,
+    embeddings,
+    initializers,
+    optim,
+    parametrization,
+    scan,
+    theory,
+)
 from recurrent_zoo.layers import (
     GRU,
     LAYERS,
@@ -35,6 +44,7 @@ __all__ = [
     "VanillaRNN",
     "__version__",
     "data",
+    "diagnostics",
     "embeddings",
     "initializers",
     "make_layer",
