@@ -1,4 +1,4 @@
-"""The ``recurrent-zoo`` command line: ``list`` and ``bench NAME``."""
+"""The ``recurrent-zoo`` command line: ``list``, ``bench NAME`` and ``train TASK``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="random seed")
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
+    from recurrent_zoo.train.command import add_parser as add_train_parser
+
+    add_train_parser(sub, _Parser)
     return parser
 
 
@@ -52,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list()
+        if args.command == "train":
+            return args._run(args)
         args._run(args)
         return 0
     except UsageError as e:

@@ -1,0 +1,28 @@
+"""Training: a jit-compiled, data-parallel, checkpointed loop, and tasks for the command line."""
+
+from recurrent_zoo.train.checkpoint import Checkpointer
+from recurrent_zoo.train.loop import NonFiniteLossError, TrainResult, as_batch, train
+from recurrent_zoo.train.metrics import MetricsLogger
+from recurrent_zoo.train.sharding import (
+    batch_sharded,
+    data_mesh,
+    initialize_distributed,
+    replicate,
+    replicated,
+    shard_batch,
+)
+
+__all__ = [
+    "Checkpointer",
+    "MetricsLogger",
+    "NonFiniteLossError",
+    "TrainResult",
+    "as_batch",
+    "batch_sharded",
+    "data_mesh",
+    "initialize_distributed",
+    "replicate",
+    "replicated",
+    "shard_batch",
+    "train",
+]

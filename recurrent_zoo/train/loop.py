@@ -1,0 +1,329 @@
+"""The training loop: one jit-compiled step, data parallel over every device, checkpointed.
+
+Everything random derives from the seed: the parameters from one key, the batch of step k from
+``fold_in(data_key, k)`` and its dropout from ``fold_in(dropout_key, k)``. So a run resumed from a
+checkpoint of step k needs nothing but that checkpoint to continue exactly as if never stopped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from recurrent_zoo.train.checkpoint import Checkpointer
+from recurrent_zoo.train.metrics import MetricsLogger
+from recurrent_zoo.train.sharding import batch_sharded, data_mesh, replicated, shard_batch
+
+Array = jax.Array
+Batch = Mapping[str, Any]
+#: Batch entries passed to the model as keyword arguments when present.
+MODEL_KWARGS = ("lengths", "resets")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient became NaN/Inf; training stopped before applying that update."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+      state: {"step", "params", "opt_state", "model_state"} (model_state: e.g. batch_stats).
+      history: the records logged (also in the JSONL file).
+      interrupted: the signal number that stopped the run early (a checkpoint was written), or
+        None when it ran to the end.
+    """
+
+    state: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: int | None = None
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+    @property
+    def params(self) -> Any:
+        return self.state["params"]
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """``{"params": ..., **model_state}``, ready for ``model.apply``."""
+        return {"params": self.state["params"], **self.state["model_state"]}
+
+
+def as_batch(batch: Any) -> dict[str, Any]:
+    """A batch as a dict with "inputs" (and "targets", "lengths", "resets" when given).
+
+    Accepts such a dict or a pair ``(inputs, targets)``.
+    """
+    if isinstance(batch, Mapping):
+        if "inputs" not in batch:
+            raise ValueError(f"a batch dict must have an 'inputs' entry, got keys {sorted(batch)}")
+        return dict(batch)
+    if isinstance(batch, tuple | list) and len(batch) == 2:
+        return {"inputs": batch[0], "targets": batch[1]}
+    raise TypeError(
+        f"batch_fn must return a dict with 'inputs' (and 'targets', ...) or a pair "
+        f"(inputs, targets), got {type(batch)}"
+    )
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+class _SignalFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (a second SIGINT
+    interrupts at once)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> _SignalFlag:
+        if self.enabled:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+
+def _tokens(inputs: Any) -> int:
+    shape = np.shape(inputs)
+    return int(math.prod(shape[:2]))
+
+
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[Any, dict[str, Any]], Array],
+    batch_fn: Callable[[Array, int], Any],
+    optimizer: optax.GradientTransformation,
+    *,
+    num_steps: int,
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    log_every: int = 10,
+    metrics_path: str | Path | None = None,
+    verbose: bool = True,
+    mesh: Mesh | None = None,
+    handle_signals: bool = True,
+) -> TrainResult:
+    """Trains ``model`` for ``num_steps`` steps, resuming from ``checkpoint_dir`` when it holds one.
+
+    Each step: batch = batch_fn(fold_in(data_key, k), k), split over the devices; predictions =
+    ``model.apply(variables, batch["inputs"], train=True, lengths=..., resets=...)`` (``train``
+    only if the model takes it, ``lengths``/``resets`` when the batch has them, mutable
+    collections such as ``batch_stats`` updated); loss = ``loss_fn(predictions, batch)`` (a
+    scalar mean over the global batch); one ``optimizer`` update.
+
+    Args:
+      model: a flax module (e.g. :class:`recurrent_zoo.SequenceModel`).
+      loss_fn: ``(predictions, batch) -> scalar``.
+      batch_fn: ``(key, step) -> batch``, a dict with "inputs" (and "targets", "lengths",
+        "resets", anything the loss needs) or a pair ``(inputs, targets)``; arrays [B, ...] with
+        B a multiple of the device count. It must depend only on its arguments, so that resuming
+        needs no data-iterator state.
+      optimizer: an optax transformation (e.g. :func:`recurrent_zoo.optim.make_optimizer`).
+      num_steps: the run's total number of steps (a resumed run stops at the same step).
+      seed: seeds the initialisation, the data and dropout.
+      checkpoint_dir: where checkpoints go; a run started on a folder with a checkpoint resumes.
+      checkpoint_every: save every this many steps (also at the end and on SIGINT/SIGTERM).
+      keep_checkpoints: how many checkpoints to keep.
+      log_every: print and record metrics every this many steps (the host only waits for the
+        device at these points, so steps run ahead asynchronously in between).
+      metrics_path: JSONL file the records are appended to.
+      verbose: print progress.
+      mesh: the device mesh (default: all devices on one "data" axis).
+      handle_signals: on SIGINT/SIGTERM finish the current step, write a checkpoint and return
+        with ``interrupted`` set.
+
+    Raises:
+      NonFiniteLossError: the loss or gradient norm became NaN/Inf at some step; its update was
+        not applied and no checkpoint is written after it, so the last good one stays.
+    """
+    if not isinstance(num_steps, int) or num_steps < 0:
+        raise ValueError(f"num_steps must be an int >= 0, got {num_steps!r}")
+    if log_every < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every!r}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be None or >= 1, got {checkpoint_every!r}")
+    mesh = data_mesh() if mesh is None else mesh
+    rep, shard = replicated(mesh), batch_sharded(mesh)
+    is_main = jax.process_index() == 0
+    init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
+
+    def get_batch(k: int) -> dict[str, Any]:
+        return shard_batch(as_batch(batch_fn(jax.random.fold_in(data_key, k), k)), mesh)
+
+    first = get_batch(0)
+    takes_train = _accepts(model.__call__, "train")
+
+    def model_kwargs(batch: dict[str, Any], train: bool) -> dict[str, Any]:
+        kw = {k: batch[k] for k in MODEL_KWARGS if k in batch}
+        if takes_train:
+            kw["train"] = train
+        return kw
+
+    def init_state(inputs, extra):
+        variables = model.init(init_key, inputs, **{**extra, **model_kwargs({}, False)})
+        variables = dict(variables)
+        params = variables.pop("params")
+        return {
+            "step": jnp.zeros((), jnp.int32),
+            "params": params,
+            "opt_state": optimizer.init(params),
+            "model_state": variables,
+        }
+
+    extra = {k: first[k] for k in MODEL_KWARGS if k in first}
+    state = jax.jit(init_state, out_shardings=rep)(first["inputs"], extra)
+    mutable = sorted(state["model_state"])
+
+    def train_step(state, batch, k):
+        rngs = {"dropout": jax.random.fold_in(dropout_key, k)}
+
+        def loss_of(params):
+            variables = {"params": params, **state["model_state"]}
+            kw = model_kwargs(batch, True)
+            if mutable:
+                pred, model_state = model.apply(
+                    variables, batch["inputs"], rngs=rngs, mutable=mutable, **kw
+                )
+            else:
+                pred, model_state = model.apply(variables, batch["inputs"], rngs=rngs, **kw), {}
+            return loss_fn(pred, batch), dict(model_state)
+
+        (loss, model_state), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        new = {
+            "step": state["step"] + 1,
+            "params": optax.apply_updates(state["params"], updates),
+            "opt_state": opt_state,
+            "model_state": model_state,
+        }
+        grad_norm = optax.global_norm(grads)
+        # A non-finite step is not applied; the step check keeps the state frozen from then on
+        # (later steps carry k > state.step), so the host can stop at its next sync.
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (state["step"] == k)
+        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+        return new, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
+
+    step_fn = jax.jit(
+        train_step,
+        in_shardings=(rep, shard, None),
+        out_shardings=(rep, rep),
+        donate_argnums=(0,),
+    )
+
+    ckpt = Checkpointer(checkpoint_dir, keep_checkpoints) if checkpoint_dir is not None else None
+    logger = MetricsLogger(num_steps, _tokens(first["inputs"]), metrics_path if is_main else None)
+    logger.verbose = verbose and is_main
+    result = TrainResult(state)
+    try:
+        last_saved = None
+        if ckpt is not None and ckpt.latest_step() is not None:
+            last_saved = ckpt.latest_step()
+            state = ckpt.restore(state, last_saved)
+            logger.message(f"resumed from the checkpoint of step {last_saved} in {ckpt.directory}")
+        k = int(state["step"])
+        pending: list[tuple[int, Any]] = []
+        with _SignalFlag(handle_signals) as flag:
+            while k < num_steps:
+                batch = first if k == 0 else get_batch(k)
+                state, metrics = step_fn(state, batch, jnp.int32(k))
+                pending.append((k, metrics))
+                k += 1
+                save_now = ckpt is not None and (
+                    k == num_steps
+                    or (checkpoint_every is not None and k % checkpoint_every == 0)
+                    or flag.signum is not None
+                )
+                if k % log_every == 0 or k == num_steps or save_now or flag.signum is not None:
+                    record = _sync(pending, k, logger, ckpt, last_saved)
+                    pending = []
+                    result.history.append(record)
+                    if save_now and last_saved != k:
+                        t0 = time.perf_counter()
+                        ckpt.save(k, state)
+                        logger.exclude(time.perf_counter() - t0)
+                        last_saved = k
+                        logger.message(f"checkpoint of step {k} written to {ckpt.directory}")
+                    if flag.signum is not None:
+                        name = signal.Signals(flag.signum).name
+                        where = f"; checkpoint of step {k} kept" if ckpt is not None else ""
+                        logger.message(f"stopped by {name} after step {k}{where}")
+                        result.interrupted = flag.signum
+                        break
+        result.state = state
+        return result
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+
+
+def _sync(
+    pending: list[tuple[int, Any]],
+    k: int,
+    logger: MetricsLogger,
+    ckpt: Checkpointer | None,
+    last_saved: int | None,
+) -> dict[str, Any]:
+    """Waits for the pending steps, stops on a non-finite one, logs the interval's metrics."""
+    values = jax.device_get([m for _, m in pending])
+    for (step, _), m in zip(pending, values):
+        if not m["ok"]:
+            kept = (
+                f"the last good checkpoint (step {last_saved}) in {ckpt.directory} is kept"
+                if ckpt is not None and last_saved is not None
+                else "no checkpoint was written after it"
+            )
+            raise NonFiniteLossError(
+                f"non-finite loss ({float(m['loss'])}) or gradient norm "
+                f"({float(m['grad_norm'])}) at step {step}: training stopped before applying "
+                f"it; {kept}",
+                step,
+            )
+    losses = [float(m["loss"]) for m in values]
+    return logger.log(
+        k,
+        {
+            "loss": float(np.mean(losses)),
+            "last_loss": losses[-1],
+            "grad_norm": float(values[-1]["grad_norm"]),
+        },
+    )
