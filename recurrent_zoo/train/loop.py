@@ -236,7 +236,7 @@ def train(
             "opt_state": opt_state,
             "model_state": model_state,
         }
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         # A non-finite step is not applied; the step check keeps the state frozen from then on
         # (later steps carry k > state.step), so the host can stop at its next sync.
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (state["step"] == k)

@@ -4,7 +4,8 @@ A :class:`Task` gives its command-line options and builds a :class:`TaskSpec` fr
 options: the data (``batch_fn(key, step)``, deterministic in its arguments), the loss and the
 sizes the model needs. To add one::
 
-    rz.train.tasks.register(Task("copy", "copy a sequence", add_arguments, build))
+    from recurrent_zoo.train.tasks import Task, register
+    register(Task("copy", "copy a sequence", add_arguments, build))
 """
 
 from __future__ import annotations

@@ -1,0 +1,142 @@
+"""The training loop in-process: determinism, NaN guard, metrics, the command line.
+
+``tiny_setup`` is shared with the subprocess tests (tests/test_train_subprocess.py), which check
+multi-device sharding and kill + resume against the straight run made here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import recurrent_zoo as rz
+from recurrent_zoo.cli import main
+from recurrent_zoo.train import Checkpointer, NonFiniteLossError, train
+from recurrent_zoo.train.tasks import TASKS
+
+NUM_STEPS = 12
+
+
+def tiny_setup():
+    """A 1-block LRU model with batch norm and dropout on a small teacher–student task."""
+    args = argparse.Namespace(seed=0, batch_size=4, seq_len=8, nu0=0.9, teacher_hidden=4)
+    spec = TASKS["teacher-student"].build(args)
+    model = rz.SequenceModel(
+        "lru", num_layers=1, d_model=4, out_features=1, hidden_size=4, norm="batch", dropout=0.1
+    )
+    tx = rz.optim.make_optimizer(1e-2, total_steps=NUM_STEPS, recurrent_lr_factor=0.5)
+    return model, spec.loss_fn, spec.batch_fn, tx
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """A persistent compilation cache for this module's runs (and its subprocesses): every
+    ``train`` call jit-compiles a fresh step, and the same model compiles to the same program."""
+    from jax._src import compilation_cache as cc
+
+    path = tmp_path_factory.getbasetemp() / "jax_cache"
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    old = {n: getattr(jax.config, n) for n in names}
+    jax.config.update(names[0], str(path))
+    jax.config.update(names[1], 0.0)
+    cc.reset_cache()
+    yield path
+    for n, v in old.items():
+        jax.config.update(n, v)
+    cc.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return tiny_setup()
+
+
+@pytest.fixture(scope="module")
+def straight(setup, tmp_path_factory):
+    """NUM_STEPS straight steps, seed 0 (the reference for determinism and resume)."""
+    path = tmp_path_factory.mktemp("straight") / "metrics.jsonl"
+    return train(*setup, num_steps=NUM_STEPS, log_every=4, metrics_path=path, verbose=True), path
+
+
+def test_run_trains_and_logs(straight, capfd):
+    result, path = straight
+    assert result.step == NUM_STEPS
+    assert set(result.variables) == {"params", "batch_stats"}
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["step"] for r in records] == [4, 8, 12]
+    assert all(np.isfinite(r["loss"]) for r in records)
+    assert "tokens_per_s" in records[-1] and "eta_s" in records[-1]
+
+
+def test_deterministic_given_a_seed(setup, straight):
+    again = train(*setup, num_steps=NUM_STEPS, log_every=NUM_STEPS, verbose=False)
+    jax.tree.map(np.testing.assert_array_equal, again.variables, straight[0].variables)
+
+
+def test_nan_guard_stops_naming_the_step_and_keeps_the_last_checkpoint(setup, tmp_path):
+    model, loss_fn, batch_fn, tx = setup
+
+    def poisoned(key, step):  # NaN inputs from step 5 on (same program as the clean runs)
+        batch = batch_fn(key, step)
+        return {**batch, "inputs": batch["inputs"] * (jnp.nan if step >= 5 else 1.0)}
+
+    with pytest.raises(NonFiniteLossError, match=r"at step 5.*last good checkpoint \(step 4\)"):
+        train(
+            model,
+            loss_fn,
+            poisoned,
+            tx,
+            num_steps=NUM_STEPS,
+            checkpoint_dir=tmp_path,
+            checkpoint_every=4,
+            log_every=3,
+            verbose=False,
+        )
+    ckpt = Checkpointer(tmp_path)
+    assert ckpt.latest_step() == 4
+    ckpt.close()
+
+
+def test_cli_trains_like_the_api_and_resumes(straight, tmp_path, capsys):
+    # The command line with tiny_setup's options runs the very same training.
+    argv = ["train", "teacher-student", "--num-layers", "1", "--d-model", "4"]
+    argv += ["--hidden-size", "4", "--norm", "batch", "--dropout", "0.1", "--lr", "1e-2"]
+    argv += ["--recurrent-lr-factor", "0.5", "--steps", str(NUM_STEPS), "--batch-size", "4"]
+    argv += ["--seq-len", "8", "--nu0", "0.9", "--teacher-hidden", "4", "--log-every", "4"]
+    argv += ["--checkpoint-dir", str(tmp_path), "--checkpoint-every", "6"]
+    assert main(argv) == 0
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    want = [json.loads(line) for line in straight[1].read_text().splitlines()]
+    assert [r["step"] for r in records] == [4, 6, 8, 12]
+    np.testing.assert_allclose(records[-1]["last_loss"], want[-1]["last_loss"], rtol=1e-6)
+    out = capsys.readouterr()
+    assert "step 12/12" in out.err and "tok/s" in out.err and "eta" in out.err
+    assert "done: 12 steps" in out.out
+    assert main(argv) == 0  # resumes at step 12: nothing left to do
+    assert "resumed from the checkpoint of step 12" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--steps", "0"], "--steps must be >= 1"),
+        (["--layer", "lstm"], "invalid choice: 'lstm'"),
+        (["--layer-option", "radius=2"], "--layer-option radius: not an option of lru"),
+        (["--layer-option", "r_min=2.0"], "r_min and r_max must satisfy"),
+        (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint-dir"),
+        (["--nu0", "1.5"], "--nu0 must lie in [0, 1)"),
+    ],
+)
+def test_cli_bad_option_exits_2_with_one_line(options, message, capsys):
+    try:
+        status = main(["train", "teacher-student", *options])
+    except SystemExit as e:  # argparse's own errors
+        status = e.code
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
