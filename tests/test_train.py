@@ -1,13 +1,20 @@
-"""The training loop in-process: determinism, NaN guard, metrics, the command line.
+"""The training loop: determinism, NaN guard, metrics, the command line, and in real processes
+four host devices giving the one-device numbers and a SIGTERM-killed run resuming exactly.
 
-``tiny_setup`` is shared with the subprocess tests (tests/test_train_subprocess.py), which check
-multi-device sharding and kill + resume against the straight run made here.
+One straight run (``straight``) is the reference of every comparison; a persistent compilation
+cache lets the other runs, in-process or not, reuse its compiled program.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -140,3 +147,80 @@ def test_cli_bad_option_exits_2_with_one_line(options, message, capsys):
     assert status == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+# -- real processes ------------------------------------------------------------------------
+TESTS = Path(__file__).parent
+CHILD = """
+import sys, time
+import numpy as np
+import jax
+sys.path.insert(0, sys.argv[1])
+from test_train import NUM_STEPS, tiny_setup
+from recurrent_zoo.train import train
+
+mode, out = sys.argv[2], sys.argv[3]
+model, loss_fn, batch_fn, tx = tiny_setup()
+if mode == "devices":
+    r = train(model, loss_fn, batch_fn, tx, num_steps=NUM_STEPS, verbose=False)
+    leaves = jax.tree_util.tree_flatten_with_path(r.variables)[0]
+    np.savez(out, devices=jax.device_count(),
+             **{jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves})
+else:
+    def slow(key, step):  # leaves the parent time to send the signal mid-run
+        time.sleep(0.3)
+        return batch_fn(key, step)
+    r = train(model, loss_fn, slow, tx, num_steps=NUM_STEPS, checkpoint_dir=out,
+              checkpoint_every=4, log_every=1, verbose=False)
+    print("interrupted", r.interrupted, r.step)
+"""
+
+
+def _env(cache: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=str(cache),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        **extra,
+    )
+    return env
+
+
+def test_four_host_devices_give_the_one_device_numbers(straight, compilation_cache, tmp_path):
+    out = tmp_path / "params.npz"
+    flags = "--xla_force_host_platform_device_count=4"
+    subprocess.run(
+        [sys.executable, "-c", CHILD, str(TESTS), "devices", str(out)],
+        env=_env(compilation_cache, XLA_FLAGS=flags),
+        check=True,
+        timeout=300,
+    )
+    got = np.load(out)
+    assert int(got["devices"]) == 4
+    leaves = jax.tree_util.tree_flatten_with_path(straight[0].variables)[0]
+    for path, want in leaves:
+        np.testing.assert_allclose(got[jax.tree_util.keystr(path)], want, rtol=2e-4, atol=1e-6)
+
+
+def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cache, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(TESTS), "kill", str(ckpt)],
+        env=_env(compilation_cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (ckpt / "4").is_dir():  # orbax renames the finished checkpoint to its step
+        assert child.poll() is None, child.communicate()[1]
+        assert time.monotonic() < deadline, "no checkpoint of step 4 in time"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 0, err
+    _, signum, step = out.split()
+    assert int(signum) == signal.SIGTERM and 4 <= int(step) < NUM_STEPS
+    resumed = train(*setup, num_steps=NUM_STEPS, checkpoint_dir=ckpt, verbose=False)
+    jax.tree.map(np.testing.assert_array_equal, resumed.variables, straight[0].variables)
