@@ -42,7 +42,11 @@ def ring(
 def _reshape_spectrum(g: np.ndarray, nu0: float, theta0: float) -> np.ndarray:
     g = np.asarray(g, np.float64)
     lam, v = np.linalg.eig(g)
-    lam = (nu0 + (1 - nu0) * np.tanh(np.abs(lam))) * np.exp(1j * np.angle(lam) * theta0 / np.pi)
+    phase = np.angle(lam) * theta0 / np.pi
+    # A real eigenvalue has no conjugate partner: it must stay real (phase 0, or π when θ0 = π
+    # allows it), or Re(·) below would move the whole spectrum.
+    phase = np.where(lam.imag == 0, np.where(phase >= np.pi, np.pi, 0.0), phase)
+    lam = (nu0 + (1 - nu0) * np.tanh(np.abs(lam))) * np.exp(1j * phase)
     return np.real(v @ np.diag(lam) @ np.linalg.inv(v))
 
 
@@ -52,7 +56,8 @@ def eigenvalue_controlled(nu0: float = 0.0, theta0: float = math.pi) -> Initiali
     Draws G ~ N(0, 1/n), eigendecomposes G = V diag(l) V⁻¹, maps each eigenvalue to
     (ν0 + (1 − ν0) tanh|l|)·exp(i·angle(l)·θ0/π) and returns A = Re(V diag(l') V⁻¹), so every
     eigenvalue of A has magnitude in [ν0, 1) and phase in [−θ0, θ0]. The map keeps conjugate
-    pairs, so A is real. Leading axes are independent blocks (block-diagonal RNNs).
+    pairs, and real eigenvalues stay real (negative ones become positive unless θ0 = π), so A
+    is real. Leading axes are independent blocks (block-diagonal RNNs).
     """
 
     def init(key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
