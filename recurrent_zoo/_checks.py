@@ -108,12 +108,26 @@ def poison_out_of_range(tree: Any, n: jax.Array | None, T: int) -> Any:
     return jax.tree.map(poison, tree)
 
 
+def _describe(tree: Any) -> str:
+    """A pytree of arrays as text, e.g. ``(float32[2, 4], float32[2, 4])``."""
+
+    def leaf(a: Any) -> str:
+        if hasattr(a, "shape") and hasattr(a, "dtype"):
+            return f"{jnp.dtype(a.dtype).name}{list(a.shape)}"
+        return type(a).__name__
+
+    return str(jax.tree.map(leaf, tree, is_leaf=lambda a: a is None)).replace("'", "")
+
+
 def state(s: Any, expected: Any, name: str = "initial_state") -> Any:
     """Checks that a state pytree matches `expected` (structure, shapes, dtypes) and casts it."""
     s_leaves, s_def = jax.tree.flatten(s)
     e_leaves, e_def = jax.tree.flatten(expected)
     if s_def != e_def:
-        raise ValueError(f"{name} must have the structure {e_def}, got {s_def}")
+        raise ValueError(
+            f"{name} must have the layer's state structure {_describe(expected)}, "
+            f"got {_describe(s)}"
+        )
     out = []
     for got, want in zip(s_leaves, e_leaves):
         got_shape = tuple(jnp.shape(got))

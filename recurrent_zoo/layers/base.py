@@ -213,6 +213,13 @@ class LinearReadout(RecurrentLayer):
 
     def __post_init__(self) -> None:
         checks.choice(self.scan, scan.METHODS, "scan")
+        if self.out_features is not None and (
+            not isinstance(self.out_features, int) or self.out_features < 1
+        ):
+            # 0 would otherwise read as None (the input's size) in `out_features or d_in`.
+            raise ValueError(
+                f"out_features must be a positive int or None, got {self.out_features!r}"
+            )
         super().__post_init__()
 
     def _skip(self, d_in: int) -> Array:

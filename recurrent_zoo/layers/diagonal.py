@@ -53,6 +53,11 @@ class ComplexDiagonalRNN(LinearReadout):
                 f"r_min and r_max must satisfy 0 <= r_min <= r_max <= 1, got r_min={self.r_min}, "
                 f"r_max={self.r_max}"
             )
+        if not self.min_phase <= self.max_phase:
+            raise ValueError(
+                f"min_phase must not exceed max_phase, got min_phase={self.min_phase}, "
+                f"max_phase={self.max_phase}"
+            )
         super().__post_init__()
 
     @nn.compact
