@@ -1,5 +1,6 @@
 """The training loop: determinism, NaN guard, metrics, the command line, and in real processes
-four host devices giving the one-device numbers and a SIGTERM-killed run resuming exactly.
+a SIGTERM-killed run resuming exactly and two processes of two host devices each giving the
+one-device numbers.
 
 One straight run (``straight``) is the reference of every comparison; a persistent compilation
 cache lets the other runs, in-process or not, reuse its compiled program.
@@ -160,12 +161,17 @@ from test_train import NUM_STEPS, tiny_setup
 from recurrent_zoo.train import train
 
 mode, out = sys.argv[2], sys.argv[3]
+if mode == "process":  # one of two processes on localhost, CPU collectives (gloo)
+    from recurrent_zoo.train import initialize_distributed
+    initialize_distributed(f"localhost:{sys.argv[4]}", 2, int(sys.argv[5]))
+    assert jax.process_count() == 2 and jax.device_count() == 4
 model, loss_fn, batch_fn, tx = tiny_setup()
-if mode == "devices":
-    r = train(model, loss_fn, batch_fn, tx, num_steps=NUM_STEPS, verbose=False)
+if mode == "process":
+    r = train(model, loss_fn, batch_fn, tx, num_steps=NUM_STEPS, verbose=False,
+              checkpoint_dir=out, checkpoint_every=6)
     leaves = jax.tree_util.tree_flatten_with_path(r.variables)[0]
-    np.savez(out, devices=jax.device_count(),
-             **{jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves})
+    np.savez(f"{out}/variables{jax.process_index()}.npz",
+             **{jax.tree_util.keystr(p): np.asarray(jax.device_get(v)) for p, v in leaves})
 else:
     def slow(key, step):  # leaves the parent time to send the signal mid-run
         time.sleep(0.3)
@@ -185,22 +191,6 @@ def _env(cache: Path, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
-
-
-def test_four_host_devices_give_the_one_device_numbers(straight, compilation_cache, tmp_path):
-    out = tmp_path / "params.npz"
-    flags = "--xla_force_host_platform_device_count=4"
-    subprocess.run(
-        [sys.executable, "-c", CHILD, str(TESTS), "devices", str(out)],
-        env=_env(compilation_cache, XLA_FLAGS=flags),
-        check=True,
-        timeout=300,
-    )
-    got = np.load(out)
-    assert int(got["devices"]) == 4
-    leaves = jax.tree_util.tree_flatten_with_path(straight[0].variables)[0]
-    for path, want in leaves:
-        np.testing.assert_allclose(got[jax.tree_util.keystr(path)], want, rtol=2e-4, atol=1e-6)
 
 
 def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cache, tmp_path):
@@ -224,3 +214,35 @@ def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cach
     assert int(signum) == signal.SIGTERM and 4 <= int(step) < NUM_STEPS
     resumed = train(*setup, num_steps=NUM_STEPS, checkpoint_dir=ckpt, verbose=False)
     jax.tree.map(np.testing.assert_array_equal, resumed.variables, straight[0].variables)
+
+
+def test_two_processes_of_two_devices_give_the_one_device_numbers(
+    straight, compilation_cache, tmp_path
+):
+    """Two processes on localhost (CPU collectives), each with two host devices: the batch is
+    split over 4 devices in 2 processes, and every number matches the one-device run."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = str(sock.getsockname()[1])
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(TESTS), "process", str(tmp_path), port, str(i)],
+            env=_env(compilation_cache, XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for child in children:
+        _, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err
+    leaves = jax.tree_util.tree_flatten_with_path(straight[0].variables)[0]
+    for i in range(2):
+        got = np.load(tmp_path / f"variables{i}.npz")
+        for path, want in leaves:
+            np.testing.assert_allclose(got[jax.tree_util.keystr(path)], want, rtol=2e-4, atol=1e-6)
+    ckpt = Checkpointer(tmp_path)  # both processes wrote one checkpoint together
+    assert ckpt.latest_step() == NUM_STEPS
+    ckpt.close()
