@@ -37,27 +37,27 @@ PAIRS = [
 
 @pytest.mark.parametrize(("layer_name", "peer"), PAIRS)
 def test_peer_computes_the_layer(layer_name: str, peer: str, x: jax.Array) -> None:
+    """Same outputs and, being the same function of x, the same input gradient."""
     layer = _layer(layer_name)
     v = layer.init(jax.random.key(1), x)
     q, apply = _peers.build(peer, layer, v["params"])
-    np.testing.assert_allclose(apply(q, x), layer.apply(v, x), rtol=1e-5, atol=1e-5)
-    # Same function of the input, so the same input gradient too.
-    gx = jax.grad(lambda x: _loss(apply)(q, x))(x)
-    gx_ours = jax.grad(lambda x: _loss(layer.apply)(v, x))(x)
-    np.testing.assert_allclose(gx, gx_ours, rtol=1e-4, atol=1e-5)
 
+    @jax.jit
+    def both(q, v, x):
+        return (
+            (apply(q, x), layer.apply(v, x)),
+            (jax.grad(_loss(apply), 1)(q, x), jax.grad(_loss(layer.apply), 1)(v, x)),
+            (jax.grad(_loss(apply))(q, x), jax.grad(_loss(layer.apply))(v, x)["params"]),
+        )
 
-def test_reference_peer_gradient_matches_ours(x: jax.Array) -> None:
-    """The paper's formulation and ours agree on ∂L/∂ν_log, ∂L/∂θ_log, ∂L/∂γ_log and ∂L/∂B."""
-    layer = rz.LRU(hidden_size=N)
-    v = layer.init(jax.random.key(2), x)
-    q, apply = _peers.build("reference", layer, v["params"])
-    g_ref = jax.grad(_loss(apply))(q, x)
-    g = jax.grad(_loss(layer.apply))(v, x)["params"]
-    for k in ("nu_log", "theta_log", "gamma_log", "D"):
-        np.testing.assert_allclose(g_ref[k], g[k], rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(g_ref["B_re"], g["B_re"].T, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(g_ref["C_im"], g["C_im"].T, rtol=1e-4, atol=1e-6)
+    (y_peer, y), (gx_peer, gx), (g_peer, g) = both(q, v, x)
+    np.testing.assert_allclose(y_peer, y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gx_peer, gx, rtol=1e-4, atol=1e-5)
+    if peer == "reference":
+        # The paper's parametrisation and ours: the same parameter gradients, up to layout.
+        for k in set(q) & set(g):
+            expected = g[k].T if k[0] in "BC" else g[k]
+            np.testing.assert_allclose(g_peer[k], expected, rtol=1e-4, atol=1e-6, err_msg=k)
 
 
 @pytest.mark.parametrize("layer_name", ["rnn", "gru"])
@@ -103,35 +103,36 @@ def test_complex_diagonal_scan_matches_the_complex_recurrence() -> None:
     def kernel(a, u, h0):
         return scan.complex_diagonal_scan(a.real, a.imag, u, h0, resets=resets, mask=mask)[1]
 
+    kernel, complex_loop = jax.jit(kernel), jax.jit(complex_loop)
     np.testing.assert_allclose(kernel(a, u, h0), complex_loop(a, u, h0), rtol=1e-5, atol=1e-5)
     loss = lambda f: lambda *args: jnp.sum(jnp.sin(f(*args)))
-    g1 = jax.grad(loss(kernel), argnums=(0, 1, 2))(a, u, h0)
-    g2 = jax.grad(loss(complex_loop), argnums=(0, 1, 2))(a, u, h0)
+    g1 = jax.jit(jax.grad(loss(kernel), argnums=(0, 1, 2)))(a, u, h0)
+    g2 = jax.jit(jax.grad(loss(complex_loop), argnums=(0, 1, 2)))(a, u, h0)
     for p, q in zip(g1, g2):
         np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
 
 
 def test_bench_speed_end_to_end(tmp_path, capsys) -> None:
     code = cli.main(
-        ["bench", "speed", "--out", str(tmp_path), "--layers", "lru", "gru", "--lengths", "8",
-         "16", "--batch", "2", "--hidden", "4", "--features", "3", "--repeats", "1",
-         "--peers", "reference", "flax", "ideal"]
+        ["bench", "speed", "--out", str(tmp_path), "--layers", "lru", "rnn", "--lengths", "4",
+         "8", "--batch", "2", "--hidden", "4", "--features", "3", "--repeats", "1",
+         "--peers", "flax", "ideal"]
     )  # fmt: skip
     assert code == 0
     record = json.loads((tmp_path / "speed.json").read_text())
     assert (tmp_path / "speed.png").stat().st_size > 0
     res = record["results"]
     assert {(r["layer"], r["T"]) for r in res["rows"]} == {
-        (l, t) for l in ("lru", "gru") for t in (8, 16)
+        (name, t) for name in ("lru", "rnn") for t in (4, 8)
     }
-    assert {r["peer"] for r in res["ratios"]} == {"reference", "flax", "ideal"}
+    assert {r["peer"] for r in res["ratios"]} == {"flax", "ideal"}
     for r in res["rows"]:
         assert (
             r["fwd_ms"] > 0 and r["fwd_bwd_ms"] > 0 and r["compile_s"] > 0 and r["fwd_bwd_MB"] > 0
         )
     for r in res["ratios"]:
         assert r["fwd_x"] > 0
-    assert {e["impl"] for e in res["exponents"]} >= {"ours", "reference", "flax"}
+    assert {e["impl"] for e in res["exponents"]} == {"ours", "ideal", "flax"}
     assert "memory_analysis" in res["memory_source"]
     out = capsys.readouterr().out
     assert "ratios, peer / ours" in out and "fitted exponent" in out
