@@ -57,6 +57,8 @@ def test_is_the_step_adam_takes_for_a_unit_gradient():
     eff = adam_effective_learning_rates(state, 0.1)
     update, _ = opt.update(g, state, params)
     np.testing.assert_allclose(-update / g, eff, rtol=1e-4)
+    jitted = jax.jit(lambda s: adam_effective_learning_rates(s, 0.1))(state)
+    np.testing.assert_allclose(jitted, eff, rtol=1e-6)
 
 
 def test_bad_states_raise():

@@ -82,10 +82,11 @@ def test_ar1_inputs_have_the_requested_correlation():
     np.testing.assert_allclose(const, jnp.broadcast_to(const[:, :1], const.shape))
 
 
-@pytest.mark.parametrize("normalize", [False, True])
-def test_loss_matches_empirical_teacher_student_mse(normalize):
+@pytest.mark.parametrize(
+    ("star", "normalize"), [(0.95, False), (0.95, True), (0.9 * np.exp(0.4j), False)]
+)
+def test_loss_matches_empirical_teacher_student_mse(star, normalize):
     lams = np.array([0.5, 0.9, 0.99, 0.85 * np.exp(0.3j)])
-    star = 0.95
     mc = th.simulate_loss(
         jax.random.key(3), lams, star, mu=0.5, sigma=1.5, normalize=normalize, batch_size=4000
     )
