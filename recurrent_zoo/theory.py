@@ -118,7 +118,9 @@ def _moments(lam: Array, rho: Array) -> tuple[Array, Array, Array]:
     return f, f * jnp.conj(g), sens
 
 
-def state_second_moment(lam: Array | complex, rho: Array | float = 0.0, *, normalize: bool = False):
+def state_second_moment(
+    lam: Array | complex, rho: Array | float = 0.0, *, normalize: bool = False
+) -> Array:
     """E|h_t|² at t → ∞ for h_t = λ h_{t−1} + γ x_t, inputs of correlation ρ^|Δ|.
 
         E|h|² = γ² Re[(1 + λ̄ρ) / (1 − λ̄ρ)] / (1 − |λ|²)
