@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from recurrent_zoo.diagnostics.signal_propagation import path_name
+
 Array = jax.Array
 PyTree = Any
 
@@ -86,10 +88,6 @@ def adam_effective_learning_rates(
     return jax.tree.map(one, state.nu)
 
 
-def _path_name(path: tuple[Any, ...]) -> str:
-    return jax.tree_util.keystr(path, simple=True, separator="/")
-
-
 def group_summary(
     tree: PyTree,
     groups: PyTree | Callable[[str], str] | None = None,
@@ -110,7 +108,7 @@ def group_summary(
       orders of magnitude.
     """
     leaves_with_path = jax.tree_util.tree_flatten_with_path(tree)[0]
-    paths = [_path_name(p) for p, _ in leaves_with_path]
+    paths = [path_name(p) for p, _ in leaves_with_path]
     if groups is None:
         names = [p.rsplit("/", 1)[-1] for p in paths]
     elif callable(groups):
