@@ -1,0 +1,100 @@
+"""recurrent-zoo bench language-model: vocabulary, batches, evaluation, the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import recurrent_zoo as rz
+from recurrent_zoo.bench import language_model as lm
+from recurrent_zoo.cli import main
+
+
+def test_vocabulary_keeps_the_most_frequent_ids():
+    train = np.array([5, 5, 5, 7, 7, 2, 9, 9, 9, 9], np.int32)
+    vocab = lm.Vocabulary(train, size=2, full_size=12)
+    assert vocab.num_classes == 3
+    np.testing.assert_array_equal(vocab(np.array([9, 5, 7, 2, 0, 11])), [0, 1, 2, 2, 2, 2])
+    assert vocab.coverage(np.array([9, 5, 7, 2])) == 0.5
+    whole = lm.Vocabulary(train, size=0, full_size=12)
+    assert whole.num_classes == 12 and whole.coverage(train) == 1.0
+    np.testing.assert_array_equal(whole(np.arange(12)), np.arange(12))
+    with pytest.raises(ValueError, match="vocabulary size"):
+        lm.Vocabulary(train, size=-1, full_size=12)
+
+
+def test_batches_are_shifted_windows_fixed_by_the_key():
+    stream = np.arange(1000, dtype=np.int32) * 3
+    batch_fn = lm.make_batch_fn(stream, batch_size=4, length=16)
+    key = jax.random.key(1)
+    b = batch_fn(key, 0)
+    x, y = np.asarray(b["inputs"]), np.asarray(b["targets"])
+    assert x.shape == y.shape == (4, 16)
+    np.testing.assert_array_equal(y[:, :-1], x[:, 1:])
+    np.testing.assert_array_equal(np.diff(x, axis=1), 3)  # contiguous pieces of the stream
+    np.testing.assert_array_equal(x, np.asarray(batch_fn(key, 7)["inputs"]))
+    assert not np.array_equal(x, np.asarray(batch_fn(jax.random.key(2), 0)["inputs"]))
+    with pytest.raises(ValueError, match="fewer than a window"):
+        lm.make_batch_fn(stream[:10], batch_size=2, length=16)
+
+
+def test_evaluate_counts_every_prediction_once():
+    model = rz.SequenceModel("rnn", num_layers=1, d_model=8, out_features=11, vocab_size=11)
+    rng = np.random.default_rng(0)
+    stream = rng.integers(0, 11, size=53).astype(np.int32)  # 52 predictions: 3 windows of 16 + 4
+    variables = jax.jit(model.init)(jax.random.key(0), stream[None, :16])
+    got = lm.evaluate(model, variables, stream, length=16, batch_size=2)
+    apply = jax.jit(model.apply)
+    full = stream[:49]  # three whole windows, then the last four predictions on their own
+    logits = np.concatenate(
+        [np.asarray(apply(variables, full[:48].reshape(3, 16))).reshape(48, 11),
+         np.asarray(apply(variables, stream[48:52][None]))[0]]
+    )  # fmt: skip
+    nll = [np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits, stream[1:53]))]
+    expected = float(np.concatenate(nll).mean())
+    assert got["tokens"] == 52
+    assert got["loss"] == pytest.approx(expected, rel=1e-5)
+    assert got["perplexity"] == pytest.approx(math.exp(expected), rel=1e-5)
+
+
+def test_command_line_trains_and_beats_a_uniform_guess(tmp_path, capsys):
+    out = tmp_path / "res"
+    argv = ["bench", "language-model", "--out", str(out), "--layers", "lru",
+            "--steps", "12", "--log-every", "4", "--d-model", "16", "--num-layers", "1",
+            "--length", "32", "--batch-size", "4", "--vocab-size", "64", "--lr", "1e-2"]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((out / "language-model.json").read_text())
+    r = record["results"]
+    assert r["num_classes"] == 65 and 0.3 < r["validation_coverage"] < 1.0
+    assert r["train_tokens"] > 200_000 and r["validation_tokens"] > 5_000
+    assert [row["layer"] for row in r["layers"]] == ["lru"]
+    for row in r["layers"]:
+        assert row["curve"]["step"] == [4, 8, 12]
+        # Learning the token frequencies alone beats the uniform guess, log(65) nats.
+        assert row["val_loss"] < math.log(65) - 0.3
+        assert row["val_perplexity"] == pytest.approx(math.exp(row["val_loss"]))
+        assert row["train_tokens_per_s"] > 0 and row["parameters"] > 0
+    assert (out / "language-model.png").stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    assert "val_perplexity" in printed and "lru" in printed
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--layers", "lstm"], "--layers"),
+        (["--steps", "0"], "--steps"),
+        (["--vocab-size", "-3"], "--vocab-size"),
+        (["--validation-fraction", "1.5"], "--validation-fraction"),
+        (["--model", "/no/such/model"], "does not exist"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, message):
+    assert main(["bench", "language-model", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
