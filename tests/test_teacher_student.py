@@ -1,0 +1,168 @@
+"""The teacher–student task (students, vmapped training) and its bench."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import recurrent_zoo as rz
+from recurrent_zoo.bench import teacher_student as bench
+from recurrent_zoo.cli import main
+from recurrent_zoo.tasks import teacher_student as ts
+
+
+@pytest.mark.parametrize(
+    "name, cls, heads, size",
+    [
+        ("rnn", rz.MultiHeadLinearRNN, 1, 8),
+        ("block2", rz.MultiHeadLinearRNN, 4, 8),
+        ("block2_128", rz.MultiHeadLinearRNN, 8, 16),
+        ("crnn", rz.ComplexDiagonalRNN, None, 8),
+        ("crnn_gamma", rz.ComplexDiagonalRNN, None, 8),
+        ("lru", rz.LRU, None, 8),
+    ],
+)
+def test_students_are_the_papers(name, cls, heads, size):
+    s = ts.make_student(name, 0.9, hidden_size=8)
+    assert type(s) is cls and s.hidden_size == size
+    if heads is not None:
+        assert s.num_heads == heads and s.r_min == 0.0
+    else:
+        assert (s.r_min, s.r_max, s.min_phase) == (0.9, 1.0, -np.pi)
+        assert s.normalize == (name != "crnn")
+
+
+def test_diagonal_student_init_lies_on_the_ring():
+    s = ts.make_student("crnn", 0.95, hidden_size=256)
+    p = s.init(jax.random.PRNGKey(0), jnp.zeros((1, 3, 1)))["params"]
+    mag = np.abs(np.asarray(p["lambda_re"]) + 1j * np.asarray(p["lambda_im"]))
+    assert mag.min() >= 0.95 - 1e-6 and mag.max() <= 1.0
+
+
+def test_student_errors():
+    with pytest.raises(ValueError, match="student"):
+        ts.make_student("lstm", 0.5)
+    with pytest.raises(ValueError, match="nu0"):
+        ts.make_student("lru", 1.0)
+
+
+def test_cosine_adam_goes_from_peak_to_1e_7():
+    opt = ts.cosine_adam(0.1, steps=10)
+    p = jnp.zeros(())
+    state = opt.init(p)
+    sizes = []
+    for _ in range(11):
+        u, state = opt.update(jnp.ones(()), state, p)
+        sizes.append(-float(u))
+    # Adam's update for a constant gradient is the learning rate itself.
+    np.testing.assert_allclose(sizes[0], 0.1, rtol=1e-4)
+    np.testing.assert_allclose(sizes[10], 1e-7, rtol=1e-3)
+    assert all(a >= b for a, b in itertools.pairwise(sizes))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    teachers = [ts.make_teacher(jax.random.fold_in(k, 1), 0.5, hidden_size=4) for k in keys]
+    teachers = jax.tree.map(lambda *a: jnp.stack(a), *teachers)
+    student = ts.make_student("lru", 0.5, hidden_size=8)
+    kw = dict(steps=40, batch_size=8, length=20, eval_size=16, chunk=20)
+    both = ts.train_students(student, teachers, keys, jnp.array([3e-2, 1e-1]), **kw)
+    return student, teachers, keys, kw, both
+
+
+def test_training_learns_and_logs(tiny):
+    _, _, _, _, r = tiny
+    assert r.final_loss.shape == (2, 2) and r.curve.shape == (2, 2, 2)
+    assert jax.tree.leaves(r.params)[0].shape[:2] == (2, 2)
+    assert np.all(np.isfinite(r.final_loss))
+    # The loss of the last chunk is well below the first chunk's.
+    assert np.all(r.curve[..., -1] < 0.7 * r.curve[..., 0])
+
+
+def test_vmapped_learning_rates_are_independent_runs(tiny):
+    student, teachers, keys, kw, both = tiny
+    alone = ts.train_students(student, teachers, keys, jnp.array([1e-1]), **kw)
+    np.testing.assert_allclose(alone.final_loss[:, 0], both.final_loss[:, 1], rtol=1e-4)
+
+
+def test_train_students_rejects_bad_arguments(tiny):
+    student, teachers, keys, _, _ = tiny
+    with pytest.raises(ValueError, match="learning_rates"):
+        ts.train_students(student, teachers, keys, jnp.array([-1.0]), steps=2)
+    with pytest.raises(ValueError, match="steps"):
+        ts.train_students(student, teachers, keys, jnp.array([1e-2]), steps=0)
+
+
+def test_bench_end_to_end(tmp_path, capsys):
+    argv = ["bench", "teacher-student", "--out", str(tmp_path), "--models", "crnn_gamma"]
+    argv += ["--nu0", "0.5", "--steps", "3", "--seeds", "2", "--batch-size", "2"]
+    argv += ["--length", "12", "--eval-size", "4", "--lr-points", "2", "--hidden-size", "4"]
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "teacher-student.json").read_text())
+    assert (tmp_path / "teacher-student.png").stat().st_size > 0
+    runs = record["results"]["runs"]
+    assert [(r["model"], r["nu0"]) for r in runs] == [("crnn_gamma", 0.5)]
+    for r in runs:
+        assert np.shape(r["final_loss"]) == (2, 2) and len(r["losses"]) == 2
+        assert r["best_lr"] in r["learning_rates"] and r["min"] <= r["geomean"] <= r["max"]
+    assert "crnn_gamma" in capsys.readouterr().out
+
+
+def _resolve(*argv):
+    parser = bench.argparse.ArgumentParser()
+    parser.add_argument("--full", action="store_true")
+    bench.add_arguments(parser)
+    return bench._resolve(parser.parse_args(list(argv)))
+
+
+def test_modes_and_sizes():
+    quick = _resolve()
+    assert quick["models"] == ["rnn", "block2", "lru"] and quick["nu0"] == [0.36, 0.84, 0.96, 0.99]
+    full = _resolve("--full")
+    assert full["models"] == list(ts.STUDENTS) and full["nu0"] == list(ts.NU0_GRID)
+    assert (full["steps"], full["batch_size"], full["seeds"], full["lr_points"]) == (
+        10000,
+        128,
+        10,
+        5,
+    )
+    heads = _resolve("--mode", "heads")
+    assert heads["models"] == [f"heads{h}" for h in (1, 2, 4, 8, 16, 32)] and heads["nu0"] == [0.99]
+    ablation = _resolve("--mode", "ablation")
+    assert ablation["models"] == list(ts.STUDENTS) and ablation["nu0"] == [0.99]
+    assert bench._lr_grid("lru", 5) == pytest.approx([10**-0.5, 0.1, 10**-1.5, 0.01, 10**-2.5])
+    assert bench._lr_grid("rnn", 1) == pytest.approx([1e-3 * 10**-0.5])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--models", "lstm"],
+        ["--nu0", "1.5"],
+        ["--nu0", "x"],
+        ["--steps", "0"],
+        ["--lr-points", "6"],
+        ["--mode", "heads", "--hidden-size", "12"],
+        ["--mode", "ablation", "--nu0", "0.5"],
+    ],
+)
+def test_bad_options_exit_2(bad, tmp_path, capsys):
+    argv = ["bench", "teacher-student", "--out", str(tmp_path), *bad]
+    try:
+        status = main(argv)
+    except SystemExit as e:  # argparse's own errors (a malformed number) exit directly
+        status = e.code
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error" in err[0]
+
+
+def test_optax_is_the_optimizer():
+    assert isinstance(ts.cosine_adam(1e-3, 5), optax.GradientTransformation)
