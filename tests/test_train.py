@@ -71,7 +71,7 @@ def straight(setup, tmp_path_factory):
     return train(*setup, num_steps=NUM_STEPS, log_every=4, metrics_path=path, verbose=True), path
 
 
-def test_run_trains_and_logs(straight, capfd):
+def test_run_trains_and_logs(straight):
     result, path = straight
     assert result.step == NUM_STEPS
     assert set(result.variables) == {"params", "batch_stats"}

@@ -135,14 +135,10 @@ class RecurrentBlock(nn.Module):
         batch_shape, T, _ = checks.sequence_input(x, "x")
         lengths = checks.lengths(lengths, batch_shape, T)
         mask = padding_mask(lengths, T)
-        run = lambda h: self.layer(
-            h,
-            initial_state=initial_state,
-            resets=resets,
-            lengths=lengths,
-            reverse=reverse,
-            return_state=True,
-        )
+        kw: dict[str, Any] = {"initial_state": initial_state, "resets": resets, "lengths": lengths}
+        if reverse:  # only when asked: rz.Bidirectional, say, takes no `reverse`
+            kw["reverse"] = True
+        run = lambda h: self.layer(h, return_state=True, **kw)
         state, y = self._residual(x, run, train, mask)
         if mask is not None:
             y = jnp.where(mask[..., None], y, jnp.zeros_like(y))

@@ -14,10 +14,6 @@ from recurrent_zoo.bench._common import UsageError
 HELP = "train a SequenceModel of any zoo layer on a task (checkpointed, resumable)"
 
 
-def _none_or(value: str) -> str | None:
-    return None if value.lower() == "none" else value
-
-
 def _layer_option(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -48,8 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a layer field, e.g. r_min=0.9 (repeatable)",
     )
-    m.add_argument("--norm", type=_none_or, default="layer", choices=[*NORMS, None])
-    m.add_argument("--mlp", type=_none_or, default="glu", choices=[*MLPS, None])
+    m.add_argument("--norm", default="layer", choices=[*NORMS, "none"], help="(layer)")
+    m.add_argument("--mlp", default="glu", choices=[*MLPS, "none"], help="(glu)")
     m.add_argument("--dropout", type=float, default=0.0)
     o = p.add_argument_group("optimiser")
     o.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
@@ -122,8 +118,8 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             pooling=spec.pooling,
             hidden_size=args.hidden_size,
             layer_kwargs=layer_kwargs,
-            norm=args.norm,
-            mlp=args.mlp,
+            norm=None if args.norm == "none" else args.norm,
+            mlp=None if args.mlp == "none" else args.mlp,
             dropout=args.dropout,
         )
         optimizer = make_optimizer(
