@@ -52,6 +52,8 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
                 f"the batch size must be a multiple of the number of devices ({n}) to split the "
                 f"batch over them, got an array of shape {tuple(shape)}"
             )
+        if jax.process_count() == 1:  # device-to-device when the batch is already on one
+            return jax.device_put(leaf, sharding)
         return _global_array(leaf, sharding)
 
     return jax.tree.map(put, batch)
