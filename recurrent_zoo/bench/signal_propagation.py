@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     growth = growth_factors(records)
     print(format_table(rows, columns=sorted({k for r in rows for k in r}, key=_column_order)))
-    print(format_table(growth))
+    print(format_table(growth, columns=list(dict.fromkeys(k for g in growth for k in g))))
     print(f"total {seconds:.1f}s")
     results = {"config": cfg, "records": records, "growth": growth, "seconds": seconds}
     write_json(args.out, NAME, args_dict(args), results)
@@ -268,6 +268,8 @@ def growth_factors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _plot(records: list[dict[str, Any]], cfg: dict[str, Any], out: str) -> None:
+    from matplotlib.ticker import NullLocator
+
     plt = pyplot()
     layers, norms = cfg["layers"], cfg["norms"]
     base = "none" if "none" in norms else norms[0]
@@ -308,7 +310,7 @@ def _plot(records: list[dict[str, Any]], cfg: dict[str, Any], out: str) -> None:
             ax.set_yscale("log")
             ax.invert_xaxis()
             ax.set_xticks([1 - v for v in ticks], [f"{v:.2g}" for v in ticks])
-            ax.minorticks_off()
+            ax.xaxis.set_minor_locator(NullLocator())  # keep the ν0 labels alone
             ax.set_xlabel("ν0 = 1 − 1/T")
             ax.legend(fontsize=7)
     fig.tight_layout()
