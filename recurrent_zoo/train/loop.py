@@ -51,11 +51,13 @@ class TrainResult:
       history: the records logged (also in the JSONL file).
       interrupted: the signal number that stopped the run early (a checkpoint was written), or
         None when it ran to the end.
+      resumed_from: the step of the checkpoint the run started from (None: from scratch).
     """
 
     state: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     interrupted: int | None = None
+    resumed_from: int | None = None
 
     @property
     def step(self) -> int:
@@ -259,6 +261,7 @@ def train(
         if ckpt is not None and ckpt.latest_step() is not None:
             last_saved = ckpt.latest_step()
             state = ckpt.restore(state, last_saved)
+            result.resumed_from = last_saved
             logger.message(f"resumed from the checkpoint of step {last_saved} in {ckpt.directory}")
         k = int(state["step"])
         pending: list[tuple[int, Any]] = []
