@@ -34,6 +34,9 @@ class Bidirectional(nn.Module):
 
     def __post_init__(self) -> None:
         checks.choice(self.merge, MERGES, "merge")
+        if self.backward is self.forward:
+            # One module object given twice would be bound once and silently share its weights.
+            object.__setattr__(self, "backward", self.forward.clone())
         super().__post_init__()
 
     def initial_state(self, batch_shape: tuple[int, ...] | int = ()) -> tuple[Any, Any]:

@@ -1,0 +1,160 @@
+"""Every scan strategy agrees with every other (outputs and VJPs), "auto" is one of them, and the
+time bookkeeping of rz.scan (permutation, resets and padding) is right on its own."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from harness import (
+    CONFIGS,
+    SCAN_METHODS,
+    B,
+    Case,
+    D,
+    T,
+    assert_close,
+    has_scan,
+    inputs,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import recurrent_zoo as rz
+
+LINEAR_CONFIGS = [c for c, (name, _) in CONFIGS.items() if has_scan(name)]
+BASELINE = SCAN_METHODS[0]
+OTHER_METHODS = [
+    pytest.param(Case(c, m), id=f"{c}-{m}") for c in LINEAR_CONFIGS for m in SCAN_METHODS[1:]
+]
+
+RESETS = np.zeros((B, T), bool)
+RESETS[0, 3] = RESETS[2, 1] = True
+RESETS[1, 6] = True  # inside the padding of sequence 1: ignored
+LENGTHS = np.array([T, 5, 3], np.int32)
+
+
+@functools.cache
+def _value_and_grads(case: Case):
+    """Outputs and gradients (variables, x, h0) of a random projection of (state, y).
+
+    Reversed, with resets and padding: every piece of the time bookkeeping is inside the VJP.
+    """
+    layer = case.layer()
+    rng = np.random.default_rng(7)
+    cy = rng.normal(size=(B, T, case.d_out)).astype(np.float32)
+    ch = (rng.normal(size=(B, 4)) + 1j * rng.normal(size=(B, 4))).astype(np.complex64)
+
+    def loss(v, x, h0):
+        h, y = layer.apply(
+            v,
+            x,
+            initial_state=h0,
+            resets=RESETS,
+            lengths=LENGTHS,
+            reverse=True,
+            return_state=True,
+        )
+        return jnp.sum(y * cy) + jnp.sum(jnp.real(h * jnp.conj(ch))), (h, y)
+
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))
+
+
+@pytest.mark.parametrize("case", OTHER_METHODS)
+def test_scan_methods_agree_on_outputs_and_vjps(case: Case) -> None:
+    x = inputs((B, T, D))
+    h0 = case.random_state((B,))
+    (_, (h, y)), grads = _value_and_grads(case)(case.variables, x, h0)
+    (_, (h1, y1)), grads1 = _value_and_grads(Case(case.config, BASELINE))(case.variables, x, h0)
+    assert_close(y, y1, f"outputs vs {BASELINE}")
+    assert_close(h, h1, f"final state vs {BASELINE}")
+    for name, g, g1 in zip(["variables", "x", "initial_state"], grads, grads1):
+        jax.tree_util.tree_map_with_path(
+            lambda path, a, b, name=name: assert_close(
+                a, b, f"gradient wrt {name}{jax.tree_util.keystr(path)}"
+            ),
+            g,
+            g1,
+        )
+
+
+@pytest.mark.parametrize("config", LINEAR_CONFIGS)
+def test_auto_is_one_of_the_methods(config: str) -> None:
+    resolved = rz.scan.resolve_method("auto")
+    assert resolved in SCAN_METHODS
+    auto, concrete = Case(config, "auto"), Case(config, resolved)
+    x = inputs((B, T, D))
+    h0 = concrete.random_state((B,))
+    h, y = auto.call(x, h0)
+    h1, y1 = concrete.call(x, h0)
+    assert_close(y, y1, "outputs")
+    assert_close(h, h1, "final state")
+
+
+def test_unknown_method_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"scan must be one of .*'sequential'.*got 'fft'"):
+        rz.scan.resolve_method("fft")
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(st.lists(st.integers(0, T), min_size=1, max_size=4))
+def test_time_permutation_reverses_valid_parts(lengths) -> None:
+    n = np.array(lengths, np.int32)
+    perm = np.asarray(rz.scan.time_permutation(jnp.asarray(n), T))
+    for b, k in enumerate(n):
+        np.testing.assert_array_equal(perm[b], [*range(k - 1, -1, -1), *range(k, T)])
+    np.testing.assert_array_equal(
+        np.take_along_axis(perm, perm, axis=1), np.tile(np.arange(T), (len(n), 1))
+    )
+
+
+def _numpy_linear_scan(a, u, h0, resets, mask):
+    h, hs = h0.copy(), []
+    for t in range(u.shape[1]):
+        h_new = np.where(resets[:, t, None], 0, h) * a + u[:, t]
+        h = np.where(mask[:, t, None], h_new, h)
+        hs.append(h)
+    return h, np.stack(hs, 1)
+
+
+@pytest.mark.parametrize("method", SCAN_METHODS)
+def test_linear_scan_resets_and_padding(method: str) -> None:
+    """A reset zeroes the state before u_t is read; a padded step holds it (resets there too)."""
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-1, 1, 4).astype(np.float32)
+    u = rng.normal(size=(B, T, 4)).astype(np.float32)
+    h0 = rng.normal(size=(B, 4)).astype(np.float32)
+    mask = np.arange(T)[None] < LENGTHS[:, None]
+    h, hs = rz.scan.linear_scan(
+        jnp.asarray(a),
+        jnp.asarray(u),
+        jnp.asarray(h0),
+        resets=jnp.asarray(RESETS),
+        mask=jnp.asarray(mask),
+        method=method,
+    )
+    h_ref, hs_ref = _numpy_linear_scan(a, u, h0, RESETS, mask)
+    assert_close(h, h_ref, "final state")
+    # States at padded steps are left unspecified (the layers zero those outputs).
+    assert_close(np.asarray(hs)[mask], hs_ref[mask], "states")
+
+
+@pytest.mark.parametrize("method", SCAN_METHODS)
+def test_block_scan_of_1x1_blocks_is_the_diagonal_scan(method: str) -> None:
+    rng = np.random.default_rng(1)
+    a = rng.uniform(-1, 1, 4).astype(np.float32)
+    u = rng.normal(size=(B, T, 4)).astype(np.float32)
+    h0 = rng.normal(size=(B, 4)).astype(np.float32)
+    h, hs = rz.scan.linear_scan(jnp.asarray(a), jnp.asarray(u), jnp.asarray(h0), method=method)
+    hb, hsb = rz.scan.linear_scan(
+        jnp.asarray(a)[:, None, None],
+        jnp.asarray(u)[..., None],
+        jnp.asarray(h0)[..., None],
+        method=method,
+        structure="block",
+    )
+    assert_close(hb[..., 0], h, "final state")
+    assert_close(hsb[..., 0], hs, "states")
