@@ -339,25 +339,31 @@ def _plot(rows: Sequence[dict[str, Any]], results: dict[str, Any], out: str) -> 
     from recurrent_zoo.bench._common import pyplot, save_figure
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, row in enumerate(rows):
-        color = f"C{i % 10}"
-        ax.plot(
-            row["curve"]["step"], row["curve"]["loss"], color=color, label=f"{row['layer']} (train)"
-        )
-        ax.plot(
-            [row["curve"]["step"][-1]],
-            [row["val_loss"]],
-            "o",
-            color=color,
-            label=f"{row['layer']} validation: ppl {row['val_perplexity']:.0f}",
-        )
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    steps = results["sizes"]["steps"]
+    for ax, first in zip(axes, (0, steps // 2)):
+        for i, row in enumerate(rows):
+            color = f"C{i % 10}"
+            curve = [
+                (s, v) for s, v in zip(row["curve"]["step"], row["curve"]["loss"]) if s >= first
+            ]
+            if curve:
+                ax.plot(*zip(*curve), color=color, label=f"{row['layer']} train")
+            ax.plot(
+                [steps],
+                [row["val_loss"]],
+                "o",
+                color=color,
+                label=f"{row['layer']} validation, ppl {row['val_perplexity']:.1f}",
+            )
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
     s = results["sizes"]
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats)")
-    ax.set_title(
-        f"next WordPiece token, {results['num_classes']:,} classes, {s['batch_size']}×{s['length']} tokens/step"
+    axes[0].set_ylabel("cross-entropy (nats)")
+    axes[0].set_title(
+        f"next WordPiece token: {results['num_classes']:,} classes, "
+        f"{s['batch_size']}×{s['length']} tokens/step"
     )
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    axes[1].set_title("second half (train: mean over each logging interval)")
+    axes[1].legend(fontsize=7, ncol=2)
     save_figure(fig, out, NAME)
