@@ -57,9 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32"], help=f"among {DTYPES}")
     parser.add_argument(
         "--peers",
-        nargs="+",
+        nargs="*",
         default=None,
-        help="peers to race (reference, scan, flax, torch, ideal; default all that apply)",
+        help="peers to race (reference, scan, flax, torch, ideal; default all that apply; "
+        "none: ours only)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement")
 
