@@ -86,6 +86,25 @@ def test_deterministic_given_a_seed(setup, straight):
     jax.tree.map(np.testing.assert_array_equal, again.variables, straight[0].variables)
 
 
+def test_loss_fn_may_return_extra_metrics(setup, straight):
+    model, loss_fn, batch_fn, tx = setup
+
+    def with_metrics(pred, batch):
+        loss = loss_fn(pred, batch)
+        return loss, {"rmse": jnp.sqrt(2 * loss)}
+
+    result = train(
+        model, with_metrics, batch_fn, tx, num_steps=NUM_STEPS, log_every=10, verbose=False
+    )
+    jax.tree.map(np.testing.assert_allclose, result.variables, straight[0].variables)
+    record = result.history[-1]  # averaged over the interval's two steps, like the loss
+    last = record["last_loss"]
+    first = 2 * record["loss"] - last
+    want = (np.sqrt(2 * first) + np.sqrt(2 * last)) / 2
+    assert record["step"] == NUM_STEPS
+    np.testing.assert_allclose(record["rmse"], want, rtol=1e-5)
+
+
 def test_nan_guard_stops_naming_the_step_and_keeps_the_last_checkpoint(setup, tmp_path):
     model, loss_fn, batch_fn, tx = setup
 

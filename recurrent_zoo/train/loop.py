@@ -155,7 +155,8 @@ def train(
 
     Args:
       model: a flax module (e.g. :class:`recurrent_zoo.SequenceModel`).
-      loss_fn: ``(predictions, batch) -> scalar``.
+      loss_fn: ``(predictions, batch) -> scalar``, or ``-> (scalar, {name: scalar})`` to log
+        more metrics (e.g. accuracy); they are averaged over each logging interval.
       batch_fn: ``(key, step) -> batch``, a dict with "inputs" (and "targets", "lengths",
         "resets", anything the loss needs) or a pair ``(inputs, targets)``; arrays [B, ...] with
         B a multiple of the device count. It must depend only on its arguments, so that resuming
@@ -228,9 +229,13 @@ def train(
                 )
             else:
                 pred, model_state = model.apply(variables, batch["inputs"], rngs=rngs, **kw), {}
-            return loss_fn(pred, batch), dict(model_state)
+            out = loss_fn(pred, batch)
+            loss, aux = out if isinstance(out, tuple) else (out, {})
+            return loss, (dict(aux), dict(model_state))
 
-        (loss, model_state), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+        (loss, (aux, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(
+            state["params"]
+        )
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         new = {
             "step": state["step"] + 1,
@@ -243,7 +248,7 @@ def train(
         # (later steps carry k > state.step), so the host can stop at its next sync.
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (state["step"] == k)
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
-        return new, {"loss": loss, "grad_norm": grad_norm, "ok": ok}
+        return new, {**aux, "loss": loss, "grad_norm": grad_norm, "ok": ok}
 
     step_fn = jax.jit(
         train_step,
@@ -322,11 +327,12 @@ def _sync(
                 step,
             )
     losses = [float(m["loss"]) for m in values]
-    return logger.log(
-        k,
-        {
-            "loss": float(np.mean(losses)),
-            "last_loss": losses[-1],
-            "grad_norm": float(values[-1]["grad_norm"]),
-        },
-    )
+    record = {
+        "loss": float(np.mean(losses)),
+        "last_loss": losses[-1],
+        "grad_norm": float(values[-1]["grad_norm"]),
+    }
+    for name in values[-1]:
+        if name not in ("loss", "grad_norm", "ok"):
+            record[name] = float(np.mean([m[name] for m in values]))
+    return logger.log(k, record)
