@@ -215,3 +215,31 @@ def test_wikipedia_embeddings_bad_input():
         rz.data.wikipedia_embeddings(2, 600)
     with pytest.raises(ValueError, match=r"has only \d+"):
         rz.data.wikipedia_embeddings(1000, 512, split="validation")
+
+
+def test_an_endless_hub_stream_is_read_only_as_far_as_needed(monkeypatch, bert):
+    import itertools
+
+    import datasets
+
+    read = []
+
+    def endless(repo, config, split, streaming):
+        def records():
+            for i in itertools.count():
+                read.append(i)
+                yield {"title": f"Article {i}", "text": "the quick brown fox jumps over it . " * 40}
+
+        return records()
+
+    monkeypatch.setattr(datasets, "load_dataset", endless)
+    batches = rz.data.iter_batches("wikipedia", bert=bert, length=64, batch_size=4, max_tokens=3000)
+    assert sum(int(mask.sum()) for _, mask in batches) == 3000
+    assert len(read) < 40  # about 360 tokens per article: a few articles, not the whole stream
+    from recurrent_zoo.data.embeddings import _window_pool
+
+    try:
+        x = rz.data.wikipedia_embeddings(3, 64, source="wikipedia")
+        assert x.shape == (3, 64, 384)
+    finally:
+        _window_pool.cache_clear()  # the pool of windows is cached per source name
