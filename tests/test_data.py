@@ -189,6 +189,10 @@ def test_token_stream(bert):
     stream = rz.data.token_stream(tokenizer=bert.tokenizer, split="validation", separator=102)
     assert stream.dtype == np.int32
     assert (stream == 102).sum() == len(rz.data.load_articles(split="validation"))
+    capped = rz.data.token_stream(
+        tokenizer=bert.tokenizer, split="validation", separator=102, max_tokens=1234
+    )
+    np.testing.assert_array_equal(capped, stream[:1234])
     with pytest.raises(ValueError, match="no articles"):
         rz.data.token_stream(tokenizer=bert.tokenizer, split="validation", validation_fraction=0.0)
 

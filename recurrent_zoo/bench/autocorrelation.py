@@ -161,9 +161,10 @@ def autocorrelation(
 
     Returns ``C`` [max_lag + 1], ``pairs`` N(Δ) (token pairs Δ apart), ``tokens``, ``sequences``,
     and the wall time: ``seconds`` for the whole pass (reading, tokenising, embedding, reducing),
-    ``startup_seconds`` until the first batch was dispatched (the one-off costs: opening the
-    source and compiling), and ``tokens_per_second`` / ``steady_tokens_per_second`` over the
-    whole pass / after the first batch.
+    ``startup_seconds`` until the first batch's sums were ready (the one-off costs: opening the
+    source and compiling, with that batch), and ``tokens_per_second`` /
+    ``steady_tokens_per_second`` over the whole pass / after the first batch (None if there was
+    only one).
     """
     start = time.perf_counter()
     cpu_start = time.process_time()
@@ -177,6 +178,9 @@ def autocorrelation(
         tokens += int(mask.sum())
         sequences += int(mask.any(-1).sum())
         if len(pending) == 1:
+            # Wait for the first result once, so that the one-off costs (opening the source,
+            # compiling, the first batch itself) end up in startup_seconds.
+            pending[0].block_until_ready()
             startup, first_tokens = time.perf_counter() - start, tokens
     if not pending:
         raise ValueError("the source gave no tokens")
@@ -196,7 +200,9 @@ def autocorrelation(
         "cpu_seconds": time.process_time() - cpu_start,
         "startup_seconds": startup,
         "tokens_per_second": tokens / seconds,
-        "steady_tokens_per_second": (tokens - first_tokens) / steady if steady > 0 else None,
+        "steady_tokens_per_second": (
+            (tokens - first_tokens) / steady if tokens > first_tokens and steady > 0 else None
+        ),
     }
 
 
@@ -295,9 +301,13 @@ def _summary(r: dict[str, Any]) -> str:
     head = (
         f"{r['representation']} of {r['model']} (d={r['hidden_size']}) on {r['source']}: "
         f"{r['tokens']:,} tokens in {r['sequences']} windows, {r['seconds']:.1f} s, "
-        f"{r['tokens_per_second']:,.0f} tokens/s "
-        f"({r['startup_seconds']:.1f} s to the first batch, then {r['steady_tokens_per_second'] or 0:,.0f} tokens/s)"
+        f"{r['tokens_per_second']:,.0f} tokens/s"
     )
+    if r["steady_tokens_per_second"] is not None:
+        head += (
+            f" ({r['startup_seconds']:.1f} s to the first batch's result, then "
+            f"{r['steady_tokens_per_second']:,.0f} tokens/s)"
+        )
     values = "  ".join(f"C({d})={C[d]:.4g}" for d in lags)
     return "\n".join([head, values, format_table(rows)])
 

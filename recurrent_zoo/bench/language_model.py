@@ -36,6 +36,7 @@ NAME = "language-model"
 HELP = "every zoo layer as a next-token model on Wikipedia (WordPiece): validation perplexity"
 
 QUICK = {"steps": 200, "vocab_size": 2048, "d_model": 128, "length": 128, "batch_size": 16}
+HUB_MAX_TOKENS = 2_000_000
 FULL = {"steps": 5000, "vocab_size": 0, "d_model": 256, "length": 512, "batch_size": 32}
 
 
@@ -52,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", default=None, help="BERT folder or hub name for the tokenizer")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="cap on train tokens read (validation: a tenth of it); default: the whole local "
+        f"source, {HUB_MAX_TOKENS:,} from a hub source",
+    )
 
     def sized(name: str, help: str, kind: type = int) -> None:
         parser.add_argument(
@@ -107,18 +115,19 @@ class Vocabulary:
 
 
 def load_streams(
-    source: str, model: str | None, validation_fraction: float
+    source: str, model: str | None, validation_fraction: float, max_tokens: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(train ids, validation ids, tokenizer vocabulary size): each split's articles joined, each
-    followed by ``[SEP]``."""
+    followed by ``[SEP]``; at most ``max_tokens`` train and ``max_tokens // 10`` validation ids."""
     from recurrent_zoo import data
     from recurrent_zoo.embeddings import load_bert
 
     bert = load_bert(model, encoder=False)
     sep = bert.token_id("[SEP]")
     kw = dict(tokenizer=bert.tokenizer, separator=sep, validation_fraction=validation_fraction)
-    train = data.token_stream(source, split="train", **kw)
-    validation = data.token_stream(source, split="validation", **kw)
+    val_max = None if max_tokens is None else max(max_tokens // 10, 2)
+    train = data.token_stream(source, split="train", max_tokens=max_tokens, **kw)
+    validation = data.token_stream(source, split="validation", max_tokens=val_max, **kw)
     return train, validation, bert.config.vocab_size
 
 
@@ -213,6 +222,8 @@ def _check(args: argparse.Namespace, sizes: dict[str, int]) -> None:
         raise UsageError("--lr, --recurrent-lr-factor and --clip-norm must be > 0")
     if args.log_every < 1:
         raise UsageError(f"--log-every: got {args.log_every}, expected >= 1")
+    if args.max_tokens is not None and args.max_tokens < 20:
+        raise UsageError(f"--max-tokens: got {args.max_tokens}, expected at least 20")
 
 
 def train_layer(
@@ -293,8 +304,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _check(args, sizes)
     start = time.perf_counter()
     try:
+        max_tokens = args.max_tokens
+        if max_tokens is None and args.source in data.HUB_SOURCES:
+            max_tokens = HUB_MAX_TOKENS
         train_raw, val_raw, full_vocab = load_streams(
-            args.source, args.model, args.validation_fraction
+            args.source, args.model, args.validation_fraction, max_tokens
         )
     except (FileNotFoundError, ModuleNotFoundError, ConnectionError, ValueError) as e:
         raise UsageError(str(e)) from e

@@ -135,15 +135,22 @@ def token_stream(
     tokenizer: Any,
     split: str = "all",
     separator: int | None = None,
+    max_tokens: int | None = None,
     **article_kwargs: Any,
 ) -> np.ndarray:
-    """All articles of a split as one int32 id sequence, with ``separator`` (if given, e.g. the
-    ``[SEP]`` id) after each article — the stream a next-token model reads."""
-    parts = []
+    """The articles of a split as one int32 id sequence, with ``separator`` (if given, e.g. the
+    ``[SEP]`` id) after each article — the stream a next-token model reads. Reading stops once
+    ``max_tokens`` ids are gathered (the stream is cut there), so an endless hub source ends."""
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
+    parts, total = [], 0
     for ids in iter_article_ids(iter_articles(source, split=split, **article_kwargs), tokenizer):
-        parts.append(ids)
         if separator is not None:
-            parts.append(np.asarray([separator], np.int32))
+            ids = np.append(ids, np.int32(separator))
+        parts.append(ids)
+        total += len(ids)
+        if max_tokens is not None and total >= max_tokens:
+            break
     if not parts:
         raise ValueError(f"source {os.fspath(source)!r} has no articles in split {split!r}")
-    return np.concatenate(parts)
+    return np.concatenate(parts)[:max_tokens]
