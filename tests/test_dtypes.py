@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from harness import CASE_PARAMS, CONFIG_PARAMS, B, Case, D, T, inputs
+from harness import CASE_PARAMS, CONFIG_PARAMS, B, Case, D, T, inputs, jit
 
 BF16_TOL = 0.05
 
@@ -22,7 +22,7 @@ BF16_TOL = 0.05
 @functools.cache
 def _bf16_call(case: Case):
     layer = case.layer(dtype=jnp.bfloat16)
-    return jax.jit(lambda v, x, h0: layer.apply(v, x, initial_state=h0, return_state=True))
+    return jit(lambda v, x, h0: layer.apply(v, x, initial_state=h0, return_state=True))
 
 
 def _within(actual, expected, what: str) -> None:

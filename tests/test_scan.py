@@ -19,6 +19,7 @@ from harness import (
     assert_close,
     has_scan,
     inputs,
+    jit,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -60,7 +61,7 @@ def _value_and_grads(case: Case):
         )
         return jnp.sum(y * cy) + jnp.sum(jnp.real(h * jnp.conj(ch))), (h, y)
 
-    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))
+    return jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))
 
 
 @pytest.mark.parametrize("case", OTHER_METHODS)
