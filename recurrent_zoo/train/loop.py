@@ -276,12 +276,18 @@ def train(
                 state, metrics = step_fn(state, batch, jnp.int32(k))
                 pending.append((k, metrics))
                 k += 1
+                regular = (
+                    k % log_every == 0
+                    or k == num_steps
+                    or (checkpoint_every is not None and k % checkpoint_every == 0)
+                )
+                stop = _stop_requested(flag, regular)
                 save_now = ckpt is not None and (
                     k == num_steps
                     or (checkpoint_every is not None and k % checkpoint_every == 0)
-                    or flag.signum is not None
+                    or stop
                 )
-                if k % log_every == 0 or k == num_steps or save_now or flag.signum is not None:
+                if regular or stop:
                     record = _sync(pending, k, logger, ckpt, last_saved)
                     pending = []
                     result.history.append(record)
@@ -291,17 +297,33 @@ def train(
                         logger.exclude(time.perf_counter() - t0)
                         last_saved = k
                         logger.message(f"checkpoint of step {k} written to {ckpt.directory}")
-                    if flag.signum is not None:
-                        name = signal.Signals(flag.signum).name
+                    if stop:
+                        # A process of a multi-host run may stop on another process's signal.
+                        signum = flag.signum or signal.SIGTERM
+                        name = signal.Signals(signum).name
                         where = f"; checkpoint of step {k} kept" if ckpt is not None else ""
                         logger.message(f"stopped by {name} after step {k}{where}")
-                        result.interrupted = flag.signum
+                        result.interrupted = signum
                         break
         result.state = state
         return result
     finally:
         if ckpt is not None:
             ckpt.close()
+
+
+def _stop_requested(flag: _SignalFlag, regular: bool) -> bool:
+    """Whether to stop after this step. One process stops at once on its signal; the processes
+    of a multi-host run agree (any one signalled) at the regular sync points, which they all
+    reach at the same step, so none is left waiting in a collective."""
+    if jax.process_count() == 1:
+        return flag.signum is not None
+    if not regular:
+        return False
+    from jax.experimental import multihost_utils
+
+    signalled = multihost_utils.process_allgather(np.array(flag.signum is not None))
+    return bool(np.any(signalled))
 
 
 def _sync(
