@@ -30,6 +30,10 @@ def sequence_input(x: Any, name: str = "x") -> tuple[tuple[int, ...], int, int]:
         raise ValueError(
             f"{name} must have shape [*batch, T, features] (rank >= 2), got shape {tuple(x.shape)}"
         )
+    if x.shape[-2] < 1:
+        raise ValueError(
+            f"{name} must have at least one time step (T >= 1), got shape {tuple(x.shape)}"
+        )
     return tuple(x.shape[:-2]), int(x.shape[-2]), int(x.shape[-1])
 
 

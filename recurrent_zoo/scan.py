@@ -218,9 +218,9 @@ def linear_scan(
 #
 # A complex diagonal recurrence carried as complex64 makes XLA's CPU backend loop over complex
 # multiplies that it does not vectorise well, and reverse-mode autodiff of lax.scan stores
-# per-step residuals. Carrying [re | im] as one real array and giving the scan its own VJP (the
-# adjoint is the same recurrence run backwards with conj(λ)) keeps the loop to a few fused real
-# ops per step and the residuals to the states, which are the output anyway.
+# per-step residuals. Carrying [re | im] as one real array and giving the scan its own JVP (the
+# tangent follows the same recurrence; its transpose runs it backwards with conj(λ)) keeps the
+# loop to a few fused real ops per step and the residuals to the states.
 
 
 def _split_mul(ar: Array, ai: Array, h: Array) -> Array:
@@ -249,48 +249,25 @@ def _split_forward(unroll, ar, ai, u, h0, keep, valid):
     return jax.lax.scan(body, h0, (u, keep, valid), unroll=unroll)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
+@partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _split_scan(unroll, ar, ai, u, h0, keep, valid):
     return _split_forward(unroll, ar, ai, u, h0, keep, valid)
 
 
-def _split_scan_fwd(unroll, ar, ai, u, h0, keep, valid):
+@_split_scan.defjvp
+def _split_scan_jvp(unroll, primals, tangents):
+    # The tangent obeys the same recurrence, driven by dλ ⊙ h_{t−1} + du_t:
+    #   dh_t = keep_t·(λ dh_{t−1} + dλ h_{t−1}) + du_t.
+    # It is linear in the tangents, so reverse mode transposes it into the same recurrence run
+    # backwards with conj(λ), storing only the states; forward mode (jvp, jacfwd) works as is.
+    ar, ai, u, h0, keep, valid = primals
+    dar, dai, du, dh0, _, _ = tangents
     h_T, hs = _split_forward(unroll, ar, ai, u, h0, keep, valid)
-    return (h_T, hs), (ar, ai, hs, h0, keep, valid)
-
-
-def _split_scan_bwd(unroll, res, cotangents):
-    ar, ai, hs, h0, keep, valid = res
-    g_T, gs = cotangents
-
-    # Reverse step t carries d = ∂L/∂h_t from the future, w = the part of δ_{t+1} = ∂L/∂h_{t+1}
-    # that went through λ (∂L/∂λ = Σ_t conj(h_t) w_{t+1}) and that sum so far, per batch row.
-    def body(carry, inp):
-        d_next, w_next, acc = carry
-        g_t, h_t, k_t, m_t = inp
-        acc = acc + _split_conj_prod(h_t, w_next)
-        delta = g_t + d_next
-        w = delta if k_t is None else k_t * delta
-        if m_t is not None:
-            w = jnp.where(m_t > 0, w, 0)
-        d = _split_mul(ar, -ai, w)
-        du = delta
-        if m_t is not None:
-            d = jnp.where(m_t > 0, d, delta)
-            du = jnp.where(m_t > 0, delta, 0)
-        return (d, w, acc), du
-
-    zero = jnp.zeros_like(h0)
-    (d0, w0, acc), du = jax.lax.scan(
-        body, (g_T, zero, zero), (gs, hs, keep, valid), reverse=True, unroll=unroll
-    )
-    acc = jnp.sum(acc + _split_conj_prod(h0, w0), axis=0)
-    n = ar.shape[-1]
-    zeros = lambda x: None if x is None else jnp.zeros_like(x)
-    return acc[:n], acc[n:], du, d0, zeros(keep), zeros(valid)
-
-
-_split_scan.defvjp(_split_scan_fwd, _split_scan_bwd)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    drive = _split_mul(dar, dai, h_prev)
+    if keep is not None:
+        drive = keep * drive
+    return (h_T, hs), _split_forward(unroll, ar, ai, drive + du, dh0, keep, valid)
 
 
 def complex_diagonal_scan(
@@ -317,11 +294,11 @@ def complex_diagonal_scan(
       unroll: steps unrolled per loop iteration.
 
     Returns:
-      ``(h_T [B, 2N], hs [T, B, 2N])``. Differentiable in a_re, a_im, u and h0; the VJP runs the
-      recurrence backwards with conj(λ) and keeps only ``hs``.
+      ``(h_T [B, 2N], hs [T, B, 2N])``. Differentiable in a_re, a_im, u and h0 in both modes; reverse
+      mode runs the recurrence backwards with conj(λ) and keeps only the states.
     """
     dt = u.dtype
-    # Flags enter as float so that the custom VJP has only float inputs.
+    # Flags enter as float so that the custom JVP has only float inputs.
     keep = None if resets is None else (~resets).astype(dt)[..., None]
     valid = None if mask is None else mask.astype(dt)[..., None]
     return _split_scan(unroll, a_re.astype(dt), a_im.astype(dt), u, h0.astype(dt), keep, valid)

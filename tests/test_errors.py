@@ -53,6 +53,11 @@ def test_x_of_rank_one(layer_vars) -> None:
         _call(layer_vars, np.ones(T, np.float32))
 
 
+def test_x_without_time_steps(layer_vars) -> None:
+    with _raises(ValueError, "x", "at least one time step", "(2, 0, 3)"):
+        _call(layer_vars, np.ones((B, 0, D), np.float32))
+
+
 def test_x_with_wrong_feature_size_after_init(layer_vars) -> None:
     with _raises(ValueError, "x has 4 features", "expected 3"):
         _call(layer_vars, np.ones((B, T, D + 1), np.float32))
