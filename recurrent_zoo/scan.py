@@ -125,6 +125,114 @@ def scan_cell(
     return h_T, jax.tree.map(tm, ys)
 
 
+# -- cells with one recurrent matmul ---------------------------------------------------------
+#
+# Reverse-mode autodiff of lax.scan over such a cell accumulates the kernel's gradient as one
+# small [N, B] × [B, K] outer product per step, read-modify-writing an [N, K] accumulator in
+# the loop. Giving the scan its own JVP moves every parameter tangent out of the loop: the
+# kernel's enters as H_prev @ dW over all T·B rows at once, whose transpose is one big matmul
+# H_prevᵀ @ Ḡ after the reverse loop; inside the loop only dh_{t−1} @ W and the cell's own
+# linearisation remain. Forward mode (jvp, jacfwd) uses the rule as is.
+
+
+def matmul(h: Array, kernel: Array, out_dtype: Any = None) -> Array:
+    """``h [..., D] @ kernel [D, K]`` in the kernel's dtype, returned in ``out_dtype`` (h's).
+
+    Leading axes are flattened into the rows of one 2-D matmul, which XLA's CPU backend runs
+    faster than a dot with batch dimensions.
+    """
+    out = jnp.dot(h.reshape(-1, h.shape[-1]).astype(kernel.dtype), kernel)
+    return out.reshape(*h.shape[:-1], kernel.shape[-1]).astype(out_dtype or h.dtype)
+
+
+def _reset(k_t: Array | None, h: Array) -> Array:
+    return h if k_t is None else jnp.where(k_t > 0, h, jnp.zeros_like(h))
+
+
+def _hold(m_t: Array | None, h_new: Array, h_prev: Array) -> Array:
+    return h_new if m_t is None else jnp.where(m_t > 0, h_new, h_prev)
+
+
+def _matmul_forward(cell, unroll, kernel, params, u, h0, keep, valid):
+    def body(h_prev, inp):
+        u_t, k_t, m_t = inp
+        h = _reset(k_t, h_prev)
+        h_new = _hold(m_t, cell(params, h, matmul(h, kernel), u_t), h_prev)
+        return h_new, h_new
+
+    return jax.lax.scan(body, h0, (u, keep, valid), unroll=unroll)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _matmul_scan(cell, unroll, kernel, params, u, h0, keep, valid):
+    return _matmul_forward(cell, unroll, kernel, params, u, h0, keep, valid)
+
+
+@_matmul_scan.defjvp
+def _matmul_scan_jvp(cell, unroll, primals, tangents):
+    # With h̃_{t−1} the state after a reset, a_t = h̃_{t−1} W and h_t = cell(p, h̃_{t−1}, a_t, u_t):
+    #   dh_t = J_h dh̃_{t−1} + J_a (dh̃_{t−1} W + h̃_{t−1} dW) + J_u du_t + J_p dp.
+    # h̃ and a are recomputed from the stored states with one matmul over all T·B rows, and so
+    # is the kernel's drive h̃ dW; the loop carries dh alone.
+    kernel, params, u, h0, keep, valid = primals
+    dkernel, dparams, du, dh0, _, _ = tangents
+    h_T, hs = _matmul_forward(cell, unroll, kernel, params, u, h0, keep, valid)
+    h_in = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    if keep is not None:
+        h_in = jnp.where(keep > 0, h_in, jnp.zeros_like(h_in))
+    a = matmul(h_in, kernel)
+    drive = matmul(h_in, dkernel)
+
+    def body(dh_prev, inp):
+        h_t, a_t, u_t, d_t, du_t, k_t, m_t = inp
+        dh = _reset(k_t, dh_prev)
+        da = matmul(dh, kernel) + d_t
+        _, dh_new = jax.jvp(cell, (params, h_t, a_t, u_t), (dparams, dh, da, du_t))
+        dh_new = _hold(m_t, dh_new, dh_prev)
+        return dh_new, dh_new
+
+    dh_T, dhs = jax.lax.scan(body, dh0, (h_in, a, u, drive, du, keep, valid), unroll=unroll)
+    return (h_T, hs), (dh_T, dhs)
+
+
+def scan_matmul_cell(
+    cell: Callable[[Any, Array, Array, Any], Array],
+    kernel: Array,
+    params: Any,
+    h0: Array,
+    u: Any,
+    *,
+    resets: Array | None = None,
+    mask: Array | None = None,
+    unroll: int = 1,
+) -> tuple[Array, Array]:
+    """Runs ``h_t = cell(params, h̃, h̃ @ kernel, u_t)`` over time-major inputs; ``y_t = h_t``.
+
+    ``h̃`` is ``h_{t−1}``, or zeros where a reset is asked. The cell's one recurrent matmul is
+    done here so that reverse mode forms the kernel's gradient in one matmul over all steps
+    (see the comment above); results equal :func:`scan_cell` over the same cell.
+
+    Args:
+      cell: ``(params, h [B, N], a [B, K], u_t) -> h [B, N]``; must not close over traced values
+        (pass them in ``params``).
+      kernel: [N, K] in the compute dtype; ``a = h @ kernel`` is returned in the state's dtype.
+      params: pytree of the cell's other parameters.
+      h0: [B, N] initial state.
+      u: per-step inputs pytree, leaves [T, B, ...] (time-major).
+      resets: [T, B] bool; where True the state is zeroed before ``u_t`` is read.
+      mask: [T, B] bool; where False the step is skipped (state held, a reset there ignored).
+      unroll: steps unrolled per loop iteration.
+
+    Returns:
+      ``(h_T [B, N], hs [T, B, N])``; differentiable in kernel, params, u and h0 in both modes.
+    """
+    dt = h0.dtype
+    # Flags enter as float so that the custom JVP has only float inputs.
+    keep = None if resets is None else (~resets).astype(dt)[..., None]
+    valid = None if mask is None else mask.astype(dt)[..., None]
+    return _matmul_scan(cell, unroll, kernel, params, u, h0, keep, valid)
+
+
 def _apply(a: Array, h: Array, structure: Structure) -> Array:
     if structure == "diagonal":
         return a * h

@@ -35,8 +35,8 @@ def promote_state_dtype(dtype: Dtype, param_dtype: Dtype) -> jnp.dtype:
 
 
 def project(x: Array, kernel: Array, dtype: Dtype, out_dtype: Dtype) -> Array:
-    """``x @ kernel`` in the compute dtype, returned in ``out_dtype`` (the state's)."""
-    return jnp.dot(x.astype(dtype), kernel.astype(dtype)).astype(out_dtype)
+    """``x [..., D] @ kernel [D, K]`` in the compute dtype, returned in ``out_dtype``."""
+    return scan.matmul(x, kernel.astype(dtype), out_dtype)
 
 
 class RecurrentLayer(nn.Module):
@@ -173,10 +173,12 @@ class RecurrentLayer(nn.Module):
 
 
 class CellLayer(RecurrentLayer):
-    """Base of the layers run as a cell by :func:`scan.scan_cell` (``rnn``, ``ln_rnn``, ``gru``).
+    """Base of the layers run by :func:`scan.scan_matmul_cell` (``rnn``, ``ln_rnn``, ``gru``).
 
     Subclasses give ``_params(d_in)`` (compact), ``_inputs(p, x)`` (the time-parallel input
-    projection) and ``_cell(p)`` (``(h, u_t) -> (h, y_t)``).
+    projection of ``x [..., D_in]``, any pytree with leaves [..., K]), ``_recurrent_kernel(p)``
+    (W [N, K]), ``_cell_params(p)`` (what the cell reads besides W) and
+    ``_cell(q, h, a, u_t) -> h`` with ``a = h @ W``; the output is the state.
 
     Attributes:
       unroll: steps unrolled per loop iteration.
@@ -184,15 +186,41 @@ class CellLayer(RecurrentLayer):
 
     unroll: int = 1
 
+    def _kernel(self, p: dict[str, Any]) -> Array:
+        return self._recurrent_kernel(p).astype(self.dtype)
+
     def _sequence(self, x, h0, resets, mask):
         p = self._params(x.shape[-1])
-        return scan.scan_cell(
-            self._cell(p), h0, self._inputs(p, x), resets=resets, mask=mask, unroll=self.unroll
+        # Time-major before projecting: x [B, T, D_in] is the smallest array to transpose, and
+        # the projection is then one 2-D matmul whose rows the scan reads in order.
+        tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)
+        h_T, hs = scan.scan_matmul_cell(
+            self._cell,
+            self._kernel(p),
+            self._cell_params(p),
+            h0,
+            self._inputs(p, tm(x)),
+            resets=tm(resets),
+            mask=tm(mask),
+            unroll=self.unroll,
         )
+        return h_T, tm(hs)
 
     def _step(self, h, x_t):
         p = self._params(x_t.shape[-1])
-        return self._cell(p)(h, self._inputs(p, x_t))
+        h = self._cell(
+            self._cell_params(p), h, scan.matmul(h, self._kernel(p)), self._inputs(p, x_t)
+        )
+        return h, h
+
+    def _recurrent_kernel(self, p: dict[str, Any]) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _cell_params(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def _cell(self, q, h, a, u_t):  # pragma: no cover - abstract
+        raise NotImplementedError
 
 
 class LinearReadout(RecurrentLayer):

@@ -71,15 +71,14 @@ class VanillaRNN(CellLayer):
         u = project(x, p["U"], self.dtype, self.state_dtype)
         return u if p["b"] is None else u + p["b"].astype(self.state_dtype)
 
-    def _cell(self, p: dict[str, Any]):
-        phi = ACTIVATIONS[self.activation]
+    def _recurrent_kernel(self, p: dict[str, Any]) -> Array:
+        return p["W"]
 
-        def cell(h, u_t):
-            a = project(h, p["W"], self.dtype, self.state_dtype) + u_t
-            h = phi(self._normalize(p, a))
-            return h, h
+    def _cell_params(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {k: p[k] for k in ("g", "beta") if k in p}
 
-        return cell
+    def _cell(self, q: dict[str, Any], h: Array, a: Array, u_t: Array) -> Array:
+        return ACTIVATIONS[self.activation](self._normalize(q, a + u_t))
 
 
 class LayerNormRNN(VanillaRNN):
