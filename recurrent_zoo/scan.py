@@ -153,12 +153,13 @@ def _hold(m_t: Array | None, h_new: Array, h_prev: Array) -> Array:
     return h_new if m_t is None else jnp.where(m_t > 0, h_new, h_prev)
 
 
-def _matmul_forward(cell, unroll, kernel, params, u, h0, keep, valid):
+def _matmul_forward(cell, unroll, kernel, params, u, h0, keep, valid, with_a=False):
     def body(h_prev, inp):
         u_t, k_t, m_t = inp
         h = _reset(k_t, h_prev)
-        h_new = _hold(m_t, cell(params, h, matmul(h, kernel), u_t), h_prev)
-        return h_new, h_new
+        a = matmul(h, kernel)
+        h_new = _hold(m_t, cell(params, h, a, u_t), h_prev)
+        return h_new, ((h_new, a) if with_a else h_new)
 
     return jax.lax.scan(body, h0, (u, keep, valid), unroll=unroll)
 
@@ -172,15 +173,14 @@ def _matmul_scan(cell, unroll, kernel, params, u, h0, keep, valid):
 def _matmul_scan_jvp(cell, unroll, primals, tangents):
     # With h̃_{t−1} the state after a reset, a_t = h̃_{t−1} W and h_t = cell(p, h̃_{t−1}, a_t, u_t):
     #   dh_t = J_h dh̃_{t−1} + J_a (dh̃_{t−1} W + h̃_{t−1} dW) + J_u du_t + J_p dp.
-    # h̃ and a are recomputed from the stored states with one matmul over all T·B rows, and so
-    # is the kernel's drive h̃ dW; the loop carries dh alone.
+    # h̃ comes from the stored states and a from the forward loop; the kernel's drive h̃ dW is
+    # one matmul over all T·B rows; the loop carries dh alone.
     kernel, params, u, h0, keep, valid = primals
     dkernel, dparams, du, dh0, _, _ = tangents
-    h_T, hs = _matmul_forward(cell, unroll, kernel, params, u, h0, keep, valid)
+    h_T, (hs, a) = _matmul_forward(cell, unroll, kernel, params, u, h0, keep, valid, True)
     h_in = jnp.concatenate([h0[None], hs[:-1]], axis=0)
     if keep is not None:
         h_in = jnp.where(keep > 0, h_in, jnp.zeros_like(h_in))
-    a = matmul(h_in, kernel)
     drive = matmul(h_in, dkernel)
 
     def body(dh_prev, inp):
