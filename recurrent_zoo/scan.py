@@ -2,7 +2,9 @@
 
 Every layer reduces to one of two shapes of recurrence over batch-major inputs ``u: [B, T, ...]``:
 
-* a cell, ``h_t, y_t = cell(h_{t-1}, u_t)`` (any nonlinearity), run by :func:`scan_cell`;
+* a cell, ``h_t, y_t = cell(h_{t-1}, u_t)`` (any nonlinearity), run by :func:`scan_cell`, or by
+  :func:`scan_matmul_cell` when its one recurrent matmul ``h_{t-1} @ W`` is to be differentiated
+  with ∂W in one matmul over all steps (the Elman RNNs and the GRU);
 * a linear recurrence, ``h_t = a ⊙ h_{t-1} + u_t`` with a diagonal ``a: [N]`` (real or complex), or
   ``h_t = A h_{t-1} + u_t`` with a block-diagonal ``A: [H, d, d]`` acting on ``u: [B, T, H, d]``,
   run by :func:`linear_scan` sequentially or with :func:`jax.lax.associative_scan`.
