@@ -340,11 +340,16 @@ def _split_mul(ar: Array, ai: Array, h: Array) -> Array:
     return jnp.concatenate([ar * hr - ai * hi, ar * hi + ai * hr], axis=-1)
 
 
-def _split_conj_prod(h: Array, w: Array) -> Array:
-    """conj(h) ⊙ w in the ``[re | im]`` layout."""
+def _tangent_mul(dar: Array, dai: Array, h: Array) -> Array:
+    """dλ ⊙ h in the ``[re | im]`` layout, with h used whole: [dar | dar]·h + roll([dai | −dai]·h).
+
+    Only whole ``h`` multiplies the tangent, so linearisation keeps ``h`` itself as the residual
+    (the states, already stored) rather than copies of its real and imaginary halves.
+    """
     n = h.shape[-1] // 2
-    hr, hi, wr, wi = h[..., :n], h[..., n:], w[..., :n], w[..., n:]
-    return jnp.concatenate([hr * wr + hi * wi, hr * wi - hi * wr], axis=-1)
+    return jnp.concatenate([dar, dar], -1) * h + jnp.roll(
+        jnp.concatenate([dai, -dai], -1) * h, n, -1
+    )
 
 
 def _split_forward(unroll, ar, ai, u, h0, keep, valid):
@@ -369,15 +374,25 @@ def _split_scan_jvp(unroll, primals, tangents):
     # The tangent obeys the same recurrence, driven by dλ ⊙ h_{t−1} + du_t:
     #   dh_t = keep_t·(λ dh_{t−1} + dλ h_{t−1}) + du_t.
     # It is linear in the tangents, so reverse mode transposes it into the same recurrence run
-    # backwards with conj(λ), storing only the states; forward mode (jvp, jacfwd) works as is.
+    # backwards with conj(λ); forward mode (jvp, jacfwd) works as is. dλ ⊙ h_{t−1} is carried
+    # from the previous step rather than read from a shifted copy of the states, so the only
+    # residual reverse mode keeps is ``hs`` itself, which is the output anyway.
     ar, ai, u, h0, keep, valid = primals
     dar, dai, du, dh0, _, _ = tangents
     h_T, hs = _split_forward(unroll, ar, ai, u, h0, keep, valid)
-    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
-    drive = _split_mul(dar, dai, h_prev)
-    if keep is not None:
-        drive = keep * drive
-    return (h_T, hs), _split_forward(unroll, ar, ai, drive + du, dh0, keep, valid)
+
+    def body(carry, inp):
+        dh, drive = carry
+        du_t, h_t, k_t, m_t = inp
+        step = _split_mul(ar, ai, dh) + drive
+        dh_new = (step if k_t is None else k_t * step) + du_t
+        if m_t is not None:
+            dh_new = jnp.where(m_t > 0, dh_new, dh)
+        return (dh_new, _tangent_mul(dar, dai, h_t)), dh_new
+
+    init = (dh0, _tangent_mul(dar, dai, h0))
+    (dh_T, _), dhs = jax.lax.scan(body, init, (du, hs, keep, valid), unroll=unroll)
+    return (h_T, hs), (dh_T, dhs)
 
 
 def complex_diagonal_scan(
