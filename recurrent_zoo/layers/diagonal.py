@@ -135,11 +135,9 @@ class ComplexDiagonalRNN(LinearReadout):
         w_in = jnp.concatenate([p["B_re"], p["B_im"]], axis=1).astype(real)
         if p["gamma_log"] is not None:
             w_in = w_in * jnp.tile(jnp.exp(p["gamma_log"].astype(real)), 2)
-        # Plain 2-D matmuls on time-major rows: XLA's CPU backend lays a batched einsum out with
-        # transposed copies of u and the states on both sides of the loop.
-        B, T, d_in = x.shape
-        x_tm = jnp.swapaxes(x.astype(dt), 0, 1).reshape(T * B, d_in)
-        u = jnp.dot(x_tm, w_in.astype(dt)).astype(real).reshape(T, B, 2 * n)
+        # Time-major before projecting, so `project` runs plain 2-D matmuls on rows the scan
+        # reads in order: a batched einsum gets transposed copies of u and the states.
+        u = project(jnp.swapaxes(x, 0, 1), w_in, dt, real)
         tm = lambda z: None if z is None else jnp.swapaxes(z, 0, 1)
         h_T, hs = scan.complex_diagonal_scan(
             lam.real,
@@ -150,8 +148,8 @@ class ComplexDiagonalRNN(LinearReadout):
             mask=tm(mask),
             unroll=self.unroll,
         )
-        w_out = jnp.concatenate([p["C_re"], -p["C_im"]], axis=0).astype(dt)
-        y = jnp.dot(hs.reshape(T * B, 2 * n).astype(dt), w_out).reshape(T, B, -1)
+        w_out = jnp.concatenate([p["C_re"], -p["C_im"]], axis=0)
+        y = project(hs, w_out, dt, dt)
         y = jnp.swapaxes(y, 0, 1) + self._apply_skip(p["D"], x)
         return jax.lax.complex(h_T[..., :n], h_T[..., n:]).astype(h0.dtype), y
 
