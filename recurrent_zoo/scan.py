@@ -131,10 +131,19 @@ def scan_cell(
 #
 # Reverse-mode autodiff of lax.scan over such a cell accumulates the kernel's gradient as one
 # small [N, B] × [B, K] outer product per step, read-modify-writing an [N, K] accumulator in
-# the loop. Giving the scan its own JVP moves every parameter tangent out of the loop: the
-# kernel's enters as H_prev @ dW over all T·B rows at once, whose transpose is one big matmul
-# H_prevᵀ @ Ḡ after the reverse loop; inside the loop only dh_{t−1} @ W and the cell's own
-# linearisation remain. Forward mode (jvp, jacfwd) uses the rule as is.
+# the loop, and keeps the cell's intermediates step by step. Giving the scan its own JVP moves
+# the parameter tangents out of the loop: the kernel's enters as H̃ @ dW over all T·B rows at
+# once, whose transpose is one big matmul H̃ᵀ @ Ḡ after the reverse loop, and the loop carries
+# dh alone. Forward mode (jvp, jacfwd) uses the rule as is.
+#
+# A cell that acts feature by feature (``elementwise``) has diagonal Jacobians: the forward loop
+# emits them, a few vectors per step computed while the step's values are in cache. Everything
+# that does not depend on dh is then formed over all steps at once, outside the loop,
+#   i_t = Σ_k c_a,k ⊙ (h̃_{t−1} dW + db + dp_t)_k + Σ_k c_u,k ⊙ du_t,k,
+# and the loop is  dh_t = c_h ⊙ dh̃_{t−1} + Σ_k c_a,k ⊙ (dh̃_{t−1} W)_k + i_t:  no cell is
+# re-evaluated, and its transpose, the reverse loop, is  g ↦ c_h ⊙ g + (c_a ⊙ [g | … | g]) Wᵀ
+# storing only g. On the CPU this is what makes the GRU's forward+backward beat flax's nn.RNN:
+# the per-step work outside the matmuls, and the large arrays the loops write, are what cost.
 
 
 def matmul(h: Array, kernel: Array, out_dtype: Any = None) -> Array:
@@ -147,6 +156,16 @@ def matmul(h: Array, kernel: Array, out_dtype: Any = None) -> Array:
     return out.reshape(*h.shape[:-1], kernel.shape[-1]).astype(out_dtype or h.dtype)
 
 
+def _matmul_t(h: Array, kernel_t: Array) -> Array:
+    """``h [B, N] @ kernel_tᵀ`` for ``kernel_t [K, N]``, in h's dtype.
+
+    Its transpose in h is the plain matmul ``g @ kernel_t``, which XLA's CPU backend runs faster
+    than ``g @ kernelᵀ`` contracting the kernel's columns (the reverse loop's one matmul).
+    """
+    dims = (((h.ndim - 1,), (1,)), ((), ()))
+    return jax.lax.dot_general(h.astype(kernel_t.dtype), kernel_t, dims).astype(h.dtype)
+
+
 def _reset(k_t: Array | None, h: Array) -> Array:
     return h if k_t is None else jnp.where(k_t > 0, h, jnp.zeros_like(h))
 
@@ -155,46 +174,138 @@ def _hold(m_t: Array | None, h_new: Array, h_prev: Array) -> Array:
     return h_new if m_t is None else jnp.where(m_t > 0, h_new, h_prev)
 
 
-def _matmul_forward(cell, unroll, kernel, params, u, h0, keep, valid, with_a=False):
+def _blocks(x: Array, n: int) -> Array:
+    """[..., m·n] → [..., m, n]: the per-feature blocks of a cell input."""
+    return x.reshape(*x.shape[:-1], x.shape[-1] // n, n)
+
+
+def _reads(f: Callable, x: Array) -> bool:
+    """Whether ``f(x)`` depends on x at all (a cell that ignores its state has J_h = 0)."""
+    jaxpr = jax.make_jaxpr(f)(x).jaxpr
+    v = jaxpr.invars[0]
+    return v in jaxpr.outvars or any(v is w for e in jaxpr.eqns for w in e.invars)
+
+
+def _diagonal_jacobians(f: Callable, h: Array, a: Array, u: Any) -> tuple[Array, Any]:
+    """``f(h, a, u)`` and its diagonal Jacobians ``(c_h [.., n] or None, c_a [.., m, n], c_u)``.
+
+    ``f`` must act feature by feature: output i reads ``h[i]`` and entry ``k·n + i`` of ``a``
+    and of each leaf of ``u``; a tangent of 1s on one block then gives that block's diagonal.
+    ``c_a`` and the leaves of ``c_u`` (a list) come split into blocks, as the tangent loop
+    reads them; ``c_h`` is None when f ignores h.
+    """
+    n = h.shape[-1]
+    h_new, lin = jax.linearize(f, h, a, u)
+    tree = jax.tree.structure(u)
+    zeros = [jnp.zeros_like(x) for x in (h, a, *jax.tree.leaves(u))]
+
+    def diagonal(i: int) -> Array:
+        x = zeros[i]
+        m = x.shape[-1] // n
+        cols = []
+        for k in range(m):
+            e = jnp.zeros((m, n), x.dtype).at[k].set(1).reshape(-1)
+            t = [*zeros[:i], jnp.broadcast_to(e, x.shape), *zeros[i + 1 :]]
+            cols.append(lin(t[0], t[1], jax.tree.unflatten(tree, t[2:])))
+        return jnp.stack(cols, axis=-2)
+
+    c_h = diagonal(0)[..., 0, :] if _reads(lambda x: f(x, a, u), h) else None
+    return h_new, (c_h, diagonal(1), [diagonal(i) for i in range(2, len(zeros))])
+
+
+def pre_activation(
+    h: Array, kernel: Array, bias: Array | None = None, pre: Array | None = None
+) -> Array:
+    """``a = h @ kernel + bias + [pre | 0]``, in h's dtype: a matmul cell's pre-activation."""
+    a = matmul(h, kernel)
+    if bias is not None:
+        a = a + bias.astype(a.dtype)
+    if pre is not None:
+        k = pre.shape[-1]
+        if k == a.shape[-1]:
+            return a + pre
+        # In place: a concatenate here makes XLA's CPU backend pick between operands per element.
+        a = jax.lax.dynamic_update_slice_in_dim(a, a[..., :k] + pre, 0, axis=-1)
+    return a
+
+
+def _matmul_forward(
+    cell, unroll, elementwise, kernel, bias, params, pre, u, h0, keep, valid, residuals=False
+):
     def body(h_prev, inp):
-        u_t, k_t, m_t = inp
+        pre_t, u_t, k_t, m_t = inp
         h = _reset(k_t, h_prev)
-        a = matmul(h, kernel)
-        h_new = _hold(m_t, cell(params, h, a, u_t), h_prev)
-        return h_new, ((h_new, a) if with_a else h_new)
+        a = pre_activation(h, kernel, bias, pre_t)
+        if residuals and elementwise:
+            h_new, coeffs = _diagonal_jacobians(partial(cell, params), h, a, u_t)
+            res = (coeffs, a) if jax.tree.leaves(params) else (coeffs,)
+        else:
+            h_new, res = cell(params, h, a, u_t), (a,)
+        h_new = _hold(m_t, h_new, h_prev)
+        return h_new, ((h_new, *res) if residuals else h_new)
 
-    return jax.lax.scan(body, h0, (u, keep, valid), unroll=unroll)
+    return jax.lax.scan(body, h0, (pre, u, keep, valid), unroll=unroll)
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def _matmul_scan(cell, unroll, kernel, params, u, h0, keep, valid):
-    return _matmul_forward(cell, unroll, kernel, params, u, h0, keep, valid)
+@partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _matmul_scan(cell, unroll, elementwise, kernel, bias, params, pre, u, h0, keep, valid):
+    return _matmul_forward(cell, unroll, elementwise, kernel, bias, params, pre, u, h0, keep, valid)
 
 
 @_matmul_scan.defjvp
-def _matmul_scan_jvp(cell, unroll, primals, tangents):
-    # With h̃_{t−1} the state after a reset, a_t = h̃_{t−1} W and h_t = cell(p, h̃_{t−1}, a_t, u_t):
-    #   dh_t = J_h dh̃_{t−1} + J_a (dh̃_{t−1} W + h̃_{t−1} dW) + J_u du_t + J_p dp.
-    # h̃ comes from the stored states and a from the forward loop; the kernel's drive h̃ dW is
-    # one matmul over all T·B rows; the loop carries dh alone.
-    kernel, params, u, h0, keep, valid = primals
-    dkernel, dparams, du, dh0, _, _ = tangents
-    h_T, (hs, a) = _matmul_forward(cell, unroll, kernel, params, u, h0, keep, valid, True)
+def _matmul_scan_jvp(cell, unroll, elementwise, primals, tangents):
+    # With h̃_{t−1} the state after a reset, a_t = h̃_{t−1} W + b + p_t and h_t = cell(q, h̃, a_t, u_t):
+    #   dh_t = J_h dh̃_{t−1} + J_a (dh̃_{t−1} W + h̃_{t−1} dW + db + dp_t) + J_u du_t + J_q dq.
+    # The drive h̃ dW + db + dp is formed over all T·B rows at once; the loop carries dh alone.
+    kernel, bias, params, pre, u, h0, keep, valid = primals
+    dkernel, dbias, dparams, dpre, du, dh0, _, _ = tangents
+    h_T, (hs, *res) = _matmul_forward(
+        cell, unroll, elementwise, kernel, bias, params, pre, u, h0, keep, valid, residuals=True
+    )
     h_in = jnp.concatenate([h0[None], hs[:-1]], axis=0)
     if keep is not None:
         h_in = jnp.where(keep > 0, h_in, jnp.zeros_like(h_in))
-    drive = matmul(h_in, dkernel)
+    drive = pre_activation(h_in, dkernel, dbias, dpre)
 
-    def body(dh_prev, inp):
-        h_t, a_t, u_t, d_t, du_t, k_t, m_t = inp
+    if elementwise:
+        body, xs = _elementwise_tangent(cell, kernel, params, u, h_in, res, drive, dparams, du)
+    else:
+        a = res[0]
+
+        def body(dh_prev, xs_t):
+            h_t, a_t, u_t, d_t, du_t, k_t, m_t = xs_t
+            dh = _reset(k_t, dh_prev)
+            da = matmul(dh, kernel) + d_t
+            _, dh_new = jax.jvp(cell, (params, h_t, a_t, u_t), (dparams, dh, da, du_t))
+            dh_new = _hold(m_t, dh_new, dh_prev)
+            return dh_new, dh_new
+
+        xs = (h_in, a, u, drive, du)
+    dh_T, dhs = jax.lax.scan(body, dh0, (*xs, keep, valid), unroll=unroll)
+    return (h_T, hs), (dh_T, dhs)
+
+
+def _elementwise_tangent(cell, kernel, params, u, h_in, res, drive, dparams, du):
+    """The tangent loop's body and inputs for an elementwise cell (see the comment above)."""
+    n = h_in.shape[-1]
+    c_h, c_a, c_u = res[0]
+    i = (c_a * _blocks(drive, n)).sum(-2)
+    for c, d in zip(c_u, jax.tree.leaves(du), strict=True):
+        i = i + (c * _blocks(d, n)).sum(-2)
+    if jax.tree.leaves(params):  # other cell parameters (none in the zoo), over all steps
+        i = i + jax.jvp(lambda q: cell(q, h_in, res[1], u), (params,), (dparams,))[1]
+    kernel_t = kernel.T
+
+    def body(dh_prev, xs_t):
+        c_h, c_a, i_t, k_t, m_t = xs_t
         dh = _reset(k_t, dh_prev)
-        da = matmul(dh, kernel) + d_t
-        _, dh_new = jax.jvp(cell, (params, h_t, a_t, u_t), (dparams, dh, da, du_t))
+        dh_new = (c_a * _blocks(_matmul_t(dh, kernel_t), n)).sum(-2) + i_t
+        if c_h is not None:
+            dh_new = dh_new + c_h * dh
         dh_new = _hold(m_t, dh_new, dh_prev)
         return dh_new, dh_new
 
-    dh_T, dhs = jax.lax.scan(body, dh0, (h_in, a, u, drive, du, keep, valid), unroll=unroll)
-    return (h_T, hs), (dh_T, dhs)
+    return body, (c_h, c_a, i)
 
 
 def scan_matmul_cell(
@@ -202,37 +313,59 @@ def scan_matmul_cell(
     kernel: Array,
     params: Any,
     h0: Array,
-    u: Any,
+    u: Any = None,
     *,
+    pre: Array | None = None,
+    bias: Array | None = None,
     resets: Array | None = None,
     mask: Array | None = None,
     unroll: int = 1,
+    elementwise: bool = False,
 ) -> tuple[Array, Array]:
-    """Runs ``h_t = cell(params, h̃, h̃ @ kernel, u_t)`` over time-major inputs; ``y_t = h_t``.
+    """Runs ``h_t = cell(params, h̃, a_t, u_t)`` with ``a_t = h̃ @ kernel + bias + [pre_t | 0]``.
 
-    ``h̃`` is ``h_{t−1}``, or zeros where a reset is asked. The cell's one recurrent matmul is
-    done here so that reverse mode forms the kernel's gradient in one matmul over all steps
-    (see the comment above); results equal :func:`scan_cell` over the same cell.
+    ``h̃`` is ``h_{t−1}``, or zeros where a reset is asked; ``y_t = h_t``. The cell's one
+    recurrent matmul is done here so that reverse mode forms the kernel's gradient in one matmul
+    over all steps (see the comment above); results equal :func:`scan_cell` over the same cell.
 
     Args:
       cell: ``(params, h [B, N], a [B, K], u_t) -> h [B, N]``; must not close over traced values
         (pass them in ``params``).
-      kernel: [N, K] in the compute dtype; ``a = h @ kernel`` is returned in the state's dtype.
+      kernel: [N, K] in the compute dtype; ``h @ kernel`` is returned in the state's dtype.
       params: pytree of the cell's other parameters.
       h0: [B, N] initial state.
-      u: per-step inputs pytree, leaves [T, B, ...] (time-major).
+      u: per-step inputs pytree the cell reads, leaves [T, B, ...] (time-major).
+      pre: [T, B, K'] inputs added to the first K' ≤ K columns of ``a_t``: the part of the
+        input projection that enters the pre-activation additively.
+      bias: [K], added to ``a_t``.
       resets: [T, B] bool; where True the state is zeroed before ``u_t`` is read.
       mask: [T, B] bool; where False the step is skipped (state held, a reset there ignored).
       unroll: steps unrolled per loop iteration.
+      elementwise: the cell acts feature by feature: output i reads only ``h[i]`` and entries
+        ``k·N + i`` of ``a`` and of each leaf of ``u`` (leaves [T, B, m·N]). Its Jacobians are
+        then diagonal, and differentiation keeps them instead of re-running the cell.
 
     Returns:
-      ``(h_T [B, N], hs [T, B, N])``; differentiable in kernel, params, u and h0 in both modes.
+      ``(h_T [B, N], hs [T, B, N])``; differentiable in kernel, bias, params, pre, u and h0 in
+      both modes.
     """
     dt = h0.dtype
+    n = h0.shape[-1]
+    if pre is not None and pre.shape[-1] > kernel.shape[-1]:
+        raise ValueError(
+            f"pre's last axis must be at most the kernel's {kernel.shape[-1]}, got {pre.shape}"
+        )
+    if elementwise:
+        for name, x in (("kernel", kernel), *(("u", x) for x in jax.tree.leaves(u))):
+            if x.shape[-1] % n:
+                raise ValueError(
+                    f"elementwise cell: {name}'s last axis must be a multiple of the state size "
+                    f"{n}, got shape {x.shape}"
+                )
     # Flags enter as float so that the custom JVP has only float inputs.
     keep = None if resets is None else (~resets).astype(dt)[..., None]
     valid = None if mask is None else mask.astype(dt)[..., None]
-    return _matmul_scan(cell, unroll, kernel, params, u, h0, keep, valid)
+    return _matmul_scan(cell, unroll, elementwise, kernel, bias, params, pre, u, h0, keep, valid)
 
 
 def _apply(a: Array, h: Array, structure: Structure) -> Array:

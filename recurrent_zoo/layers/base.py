@@ -176,15 +176,21 @@ class CellLayer(RecurrentLayer):
     """Base of the layers run by :func:`scan.scan_matmul_cell` (``rnn``, ``ln_rnn``, ``gru``).
 
     Subclasses give ``_params(d_in)`` (compact), ``_inputs(p, x)`` (the time-parallel input
-    projection of ``x [..., D_in]``, any pytree with leaves [..., K]), ``_recurrent_kernel(p)``
-    (W [N, K]), ``_cell_params(p)`` (what the cell reads besides W) and
-    ``_cell(q, h, a, u_t) -> h`` with ``a = h @ W``; the output is the state.
+    projection of ``x [..., D_in]``: ``(pre [..., K'], u)``, the part added to the first K'
+    columns of the pre-activation and a pytree the cell reads), ``_recurrent_kernel(p)``
+    (W [N, K]), optionally ``_recurrent_bias(p)`` (b [K]) and ``_cell_params(p)`` (what the cell
+    reads besides W and b), and ``_cell(q, h, a, u_t) -> h`` with ``a = h @ W + b + [pre | 0]``;
+    the output is the state. Set ``_elementwise = True`` only for a cell that acts feature by
+    feature: its gradients then use the cell's diagonal Jacobians (see
+    :func:`scan.scan_matmul_cell`).
 
     Attributes:
       unroll: steps unrolled per loop iteration.
     """
 
     unroll: int = 1
+
+    _elementwise = False
 
     def _kernel(self, p: dict[str, Any]) -> Array:
         return self._recurrent_kernel(p).astype(self.dtype)
@@ -194,27 +200,34 @@ class CellLayer(RecurrentLayer):
         # Time-major before projecting: x [B, T, D_in] is the smallest array to transpose, and
         # the projection is then one 2-D matmul whose rows the scan reads in order.
         tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)
+        pre, u = self._inputs(p, tm(x))
         h_T, hs = scan.scan_matmul_cell(
             self._cell,
             self._kernel(p),
             self._cell_params(p),
             h0,
-            self._inputs(p, tm(x)),
+            u,
+            pre=pre,
+            bias=self._recurrent_bias(p),
             resets=tm(resets),
             mask=tm(mask),
             unroll=self.unroll,
+            elementwise=self._elementwise,
         )
         return h_T, tm(hs)
 
     def _step(self, h, x_t):
         p = self._params(x_t.shape[-1])
-        h = self._cell(
-            self._cell_params(p), h, scan.matmul(h, self._kernel(p)), self._inputs(p, x_t)
-        )
+        pre, u = self._inputs(p, x_t)
+        a = scan.pre_activation(h, self._kernel(p), self._recurrent_bias(p), pre)
+        h = self._cell(self._cell_params(p), h, a, u)
         return h, h
 
     def _recurrent_kernel(self, p: dict[str, Any]) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _recurrent_bias(self, p: dict[str, Any]) -> Array | None:
+        return None
 
     def _cell_params(self, p: dict[str, Any]) -> dict[str, Any]:
         return {}

@@ -45,6 +45,8 @@ class VanillaRNN(CellLayer):
     kernel_init: Callable[..., Array] = nn.initializers.lecun_normal()
     use_bias: bool = True
 
+    _elementwise = True  # φ acts feature by feature
+
     def __post_init__(self) -> None:
         checks.choice(self.activation, tuple(ACTIVATIONS), "activation")
         inits.recurrent(self.recurrent_init)
@@ -67,18 +69,20 @@ class VanillaRNN(CellLayer):
     def _normalize(self, p: dict[str, Any], a: Array) -> Array:
         return a
 
-    def _inputs(self, p: dict[str, Any], x: Array) -> Array:
-        u = project(x, p["U"], self.dtype, self.state_dtype)
-        return u if p["b"] is None else u + p["b"].astype(self.state_dtype)
+    def _inputs(self, p: dict[str, Any], x: Array) -> tuple[Array, None]:
+        return project(x, p["U"], self.dtype, self.state_dtype), None
 
     def _recurrent_kernel(self, p: dict[str, Any]) -> Array:
         return p["W"]
 
+    def _recurrent_bias(self, p: dict[str, Any]) -> Array | None:
+        return p["b"]  # added in the loop, saving a pass over the projected inputs
+
     def _cell_params(self, p: dict[str, Any]) -> dict[str, Any]:
         return {k: p[k] for k in ("g", "beta") if k in p}
 
-    def _cell(self, q: dict[str, Any], h: Array, a: Array, u_t: Array) -> Array:
-        return ACTIVATIONS[self.activation](self._normalize(q, a + u_t))
+    def _cell(self, q: dict[str, Any], h: Array, a: Array, u_t: None) -> Array:
+        return ACTIVATIONS[self.activation](self._normalize(q, a))
 
 
 class LayerNormRNN(VanillaRNN):
@@ -96,6 +100,8 @@ class LayerNormRNN(VanillaRNN):
 
     use_bias: bool = False
     epsilon: float = 1e-5
+
+    _elementwise = False  # the normalisation mixes features
 
     def _extra_params(self) -> dict[str, Any]:
         n, pd = self.hidden_size, self.param_dtype
