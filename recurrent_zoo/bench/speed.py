@@ -279,7 +279,9 @@ def _plot(rows, ratios, out):
     layers = list(dict.fromkeys(r["layer"] for r in rows))
     cols = min(3, len(layers))
     nrows = math.ceil(len(layers) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, cols, figsize=(4.5 * cols, 3.6 * nrows), squeeze=False, layout="constrained"
+    )
     for ax, layer in zip(axes.flat, layers):
         for (scan_name, dtype), group in _groups([r for r in rows if r["layer"] == layer]):
             T = [r["T"] for r in group]
