@@ -48,10 +48,12 @@ def test_gradients_match_finite_differences(case: Case) -> None:
     assert jnp.zeros(1).dtype == jnp.float32  # x64 did not leak
 
 
-@pytest.mark.parametrize("name", ["crnn", "lru"])
-def test_forward_mode_equals_reverse_mode_through_the_complex_scan(name: str) -> None:
-    """jax.jvp/jacfwd work through the complex scan's custom JVP and agree with reverse mode."""
-    layer = rz.make_layer(name, hidden_size=3, scan="sequential")
+@pytest.mark.parametrize("name", ["crnn", "lru", "gru", "rnn", "ln_rnn"])
+def test_forward_mode_equals_reverse_mode_through_the_custom_jvps(name: str) -> None:
+    """jax.jvp/jacfwd work through the custom JVPs of the complex scan (crnn, lru) and of the
+    matmul-cell scan (gru, rnn, ln_rnn) and agree with reverse mode."""
+    kwargs = {"scan": "sequential"} if name in ("crnn", "lru") else {}
+    layer = rz.make_layer(name, hidden_size=3, **kwargs)
     x = jax.random.normal(jax.random.key(0), (2, 6, 2))
     resets = jnp.zeros((2, 6), bool).at[0, 3].set(True)
     lengths = jnp.array([6, 4])

@@ -4,6 +4,7 @@ The scan has its own JVP (and, for ``elementwise`` cells, keeps the cell's diago
 instead of re-running it), so outputs, VJPs and JVPs are each checked against a ``lax.scan`` over
 the same step that JAX differentiates by itself, in float64, through resets and padding, with a
 partial additive input ``pre``, a bias, a cell that ignores its state and a cell with parameters.
+jacfwd against grad through the layers themselves is in test_gradients.py.
 """
 
 from __future__ import annotations
@@ -135,19 +136,6 @@ def test_matmul_cell_scan_values_vjps_and_jvps(name: str, elementwise: bool) -> 
         jvp_ref = jax.jvp(lambda *d: run(ref, d), diff, tan)[1]
         chex.assert_trees_all_close(jvp, jvp_ref, rtol=1e-9, atol=1e-11)
     assert jnp.zeros(1).dtype == jnp.float32  # x64 did not leak
-
-
-@pytest.mark.parametrize("name", ["gru", "rnn", "ln_rnn"])
-def test_forward_mode_equals_reverse_mode_through_the_cell_layers(name: str) -> None:
-    layer = rz.make_layer(name, hidden_size=3)
-    x = jax.random.normal(jax.random.key(0), (2, 6, 2))
-    resets = jnp.zeros((2, 6), bool).at[0, 3].set(True)
-    lengths = jnp.array([6, 4])
-    v = layer.init(jax.random.key(1), x)
-    loss = lambda v, x: jnp.sum(jnp.sin(layer.apply(v, x, resets=resets, lengths=lengths)))
-    fwd = jax.jacfwd(loss, argnums=(0, 1))(v, x)
-    rev = jax.grad(loss, argnums=(0, 1))(v, x)
-    chex.assert_trees_all_close(fwd, rev, rtol=1e-4, atol=1e-5)
 
 
 def test_elementwise_cell_inputs_must_be_whole_blocks() -> None:
