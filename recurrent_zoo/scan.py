@@ -265,11 +265,12 @@ def _matmul_scan_jvp(cell, unroll, elementwise, primals, tangents):
     h_in = jnp.concatenate([h0[None], hs[:-1]], axis=0)
     if keep is not None:
         h_in = jnp.where(keep > 0, h_in, jnp.zeros_like(h_in))
-    drive = pre_activation(h_in, dkernel, dbias, dpre)
-
     if elementwise:
-        body, xs = _elementwise_tangent(cell, kernel, params, u, h_in, res, drive, dparams, du)
+        body, xs = _elementwise_tangent(
+            cell, kernel, params, u, h_in, res, (dkernel, dbias, dpre), dparams, du
+        )
     else:
+        drive = pre_activation(h_in, dkernel, dbias, dpre)
         a = res[0]
 
         def body(dh_prev, xs_t):
@@ -285,11 +286,22 @@ def _matmul_scan_jvp(cell, unroll, elementwise, primals, tangents):
     return (h_T, hs), (dh_T, dhs)
 
 
-def _elementwise_tangent(cell, kernel, params, u, h_in, res, drive, dparams, du):
+def _elementwise_tangent(cell, kernel, params, u, h_in, res, d_affine, dparams, du):
     """The tangent loop's body and inputs for an elementwise cell (see the comment above)."""
     n = h_in.shape[-1]
     c_h, c_a, c_u = res[0]
+    dkernel, dbias, dpre = d_affine
+    if dbias is None or dkernel.dtype != h_in.dtype:  # (a bf16 matmul would round ∂b)
+        drive = pre_activation(h_in, dkernel, dbias)
+    else:
+        # [h̃ | 1] @ [dW; db]: reverse mode forms ∂b inside the ∂W matmul, not in a pass of its own.
+        h_one = jnp.concatenate([h_in, jnp.ones_like(h_in[..., :1])], axis=-1)
+        drive = matmul(h_one, jnp.concatenate([dkernel, dbias[None].astype(dkernel.dtype)]))
     i = (c_a * _blocks(drive, n)).sum(-2)
+    if dpre is not None:
+        # A term of its own rather than added into the drive: reverse mode then forms ∂pre from
+        # c_a and the cotangent directly, instead of slicing (and first re-adding) a [T, B, K] one.
+        i = i + (c_a[..., : dpre.shape[-1] // n, :] * _blocks(dpre, n)).sum(-2)
     for c, d in zip(c_u, jax.tree.leaves(du), strict=True):
         i = i + (c * _blocks(d, n)).sum(-2)
     if jax.tree.leaves(params):  # other cell parameters (none in the zoo), over all steps
