@@ -179,6 +179,11 @@ def _blocks(x: Array, n: int) -> Array:
     return x.reshape(*x.shape[:-1], x.shape[-1] // n, n)
 
 
+def _diagonal_apply(c: Array, x: Array) -> Array:
+    """Σ_k c_k ⊙ x_k: a diagonal Jacobian ``c [.., m, n]`` applied to ``x [.., m·n]``."""
+    return (c * _blocks(x, c.shape[-1])).sum(-2)
+
+
 def _reads(f: Callable, x: Array) -> bool:
     """Whether ``f(x)`` depends on x at all (a cell that ignores its state has J_h = 0)."""
     jaxpr = jax.make_jaxpr(f)(x).jaxpr
@@ -297,13 +302,13 @@ def _elementwise_tangent(cell, kernel, params, u, h_in, res, d_affine, dparams, 
         # [h̃ | 1] @ [dW; db]: reverse mode forms ∂b inside the ∂W matmul, not in a pass of its own.
         h_one = jnp.concatenate([h_in, jnp.ones_like(h_in[..., :1])], axis=-1)
         drive = matmul(h_one, jnp.concatenate([dkernel, dbias[None].astype(dkernel.dtype)]))
-    i = (c_a * _blocks(drive, n)).sum(-2)
+    i = _diagonal_apply(c_a, drive)
     if dpre is not None:
         # A term of its own rather than added into the drive: reverse mode then forms ∂pre from
         # c_a and the cotangent directly, instead of slicing (and first re-adding) a [T, B, K] one.
-        i = i + (c_a[..., : dpre.shape[-1] // n, :] * _blocks(dpre, n)).sum(-2)
+        i = i + _diagonal_apply(c_a[..., : dpre.shape[-1] // n, :], dpre)
     for c, d in zip(c_u, jax.tree.leaves(du), strict=True):
-        i = i + (c * _blocks(d, n)).sum(-2)
+        i = i + _diagonal_apply(c, d)
     if jax.tree.leaves(params):  # other cell parameters (none in the zoo), over all steps
         i = i + jax.jvp(lambda q: cell(q, h_in, res[1], u), (params,), (dparams,))[1]
     kernel_t = kernel.T
@@ -311,7 +316,7 @@ def _elementwise_tangent(cell, kernel, params, u, h_in, res, d_affine, dparams, 
     def body(dh_prev, xs_t):
         c_h, c_a, i_t, k_t, m_t = xs_t
         dh = _reset(k_t, dh_prev)
-        dh_new = (c_a * _blocks(_matmul_t(dh, kernel_t), n)).sum(-2) + i_t
+        dh_new = _diagonal_apply(c_a, _matmul_t(dh, kernel_t)) + i_t
         if c_h is not None:
             dh_new = dh_new + c_h * dh
         dh_new = _hold(m_t, dh_new, dh_prev)
@@ -354,8 +359,9 @@ def scan_matmul_cell(
       mask: [T, B] bool; where False the step is skipped (state held, a reset there ignored).
       unroll: steps unrolled per loop iteration.
       elementwise: the cell acts feature by feature: output i reads only ``h[i]`` and entries
-        ``k·N + i`` of ``a`` and of each leaf of ``u`` (leaves [T, B, m·N]). Its Jacobians are
-        then diagonal, and differentiation keeps them instead of re-running the cell.
+        ``k·N + i`` of ``a`` and of each leaf of ``u`` (``pre`` and the leaves [T, B, m·N]). Its
+        Jacobians are then diagonal, and differentiation keeps them instead of re-running the
+        cell.
 
     Returns:
       ``(h_T [B, N], hs [T, B, N])``; differentiable in kernel, bias, params, pre, u and h0 in
@@ -368,8 +374,9 @@ def scan_matmul_cell(
             f"pre's last axis must be at most the kernel's {kernel.shape[-1]}, got {pre.shape}"
         )
     if elementwise:
-        for name, x in (("kernel", kernel), *(("u", x) for x in jax.tree.leaves(u))):
-            if x.shape[-1] % n:
+        blocked = [("kernel", kernel), ("pre", pre), *(("u", x) for x in jax.tree.leaves(u))]
+        for name, x in blocked:
+            if x is not None and x.shape[-1] % n:
                 raise ValueError(
                     f"elementwise cell: {name}'s last axis must be a multiple of the state size "
                     f"{n}, got shape {x.shape}"

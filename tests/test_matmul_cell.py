@@ -144,5 +144,15 @@ def test_elementwise_cell_inputs_must_be_whole_blocks() -> None:
         rz.scan.scan_matmul_cell(
             elman_cell, jnp.zeros((N, N)), {}, h0, jnp.zeros((T, B, 3)), elementwise=True
         )
+    with pytest.raises(ValueError, match=r"pre's last axis must be a multiple of the state size 4"):
+        rz.scan.scan_matmul_cell(
+            gru_cell,
+            jnp.zeros((N, 3 * N)),
+            {},
+            h0,
+            jnp.zeros((T, B, N)),
+            pre=jnp.zeros((T, B, 6)),
+            elementwise=True,
+        )
     with pytest.raises(ValueError, match=r"pre's last axis must be at most the kernel's 4"):
         rz.scan.scan_matmul_cell(elman_cell, jnp.zeros((N, N)), {}, h0, pre=jnp.zeros((T, B, 8)))

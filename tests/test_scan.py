@@ -121,13 +121,18 @@ def _numpy_linear_scan(a, u, h0, resets, mask):
     return h, np.stack(hs, 1)
 
 
+def _diagonal_problem(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random real diagonal recurrence: a [4] in (−1, 1), u [B, T, 4], h0 [B, 4]."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-1, 1, 4).astype(np.float32)
+    u = rng.normal(size=(B, T, 4)).astype(np.float32)
+    return a, u, rng.normal(size=(B, 4)).astype(np.float32)
+
+
 @pytest.mark.parametrize("method", SCAN_METHODS)
 def test_linear_scan_resets_and_padding(method: str) -> None:
     """A reset zeroes the state before u_t is read; a padded step holds it (resets there too)."""
-    rng = np.random.default_rng(0)
-    a = rng.uniform(-1, 1, 4).astype(np.float32)
-    u = rng.normal(size=(B, T, 4)).astype(np.float32)
-    h0 = rng.normal(size=(B, 4)).astype(np.float32)
+    a, u, h0 = _diagonal_problem(seed=0)
     mask = np.arange(T)[None] < LENGTHS[:, None]
     h, hs = rz.scan.linear_scan(
         jnp.asarray(a),
@@ -145,10 +150,7 @@ def test_linear_scan_resets_and_padding(method: str) -> None:
 
 @pytest.mark.parametrize("method", SCAN_METHODS)
 def test_block_scan_of_1x1_blocks_is_the_diagonal_scan(method: str) -> None:
-    rng = np.random.default_rng(1)
-    a = rng.uniform(-1, 1, 4).astype(np.float32)
-    u = rng.normal(size=(B, T, 4)).astype(np.float32)
-    h0 = rng.normal(size=(B, 4)).astype(np.float32)
+    a, u, h0 = _diagonal_problem(seed=1)
     h, hs = rz.scan.linear_scan(jnp.asarray(a), jnp.asarray(u), jnp.asarray(h0), method=method)
     hb, hsb = rz.scan.linear_scan(
         jnp.asarray(a)[:, None, None],
