@@ -3,7 +3,8 @@
 The scan has its own JVP (and, for ``elementwise`` cells, keeps the cell's diagonal Jacobians
 instead of re-running it), so outputs, VJPs and JVPs are each checked against a ``lax.scan`` over
 the same step that JAX differentiates by itself, in float64, through resets and padding, with a
-partial additive input ``pre``, a bias, a cell that ignores its state and a cell with parameters.
+partial additive input ``pre``, a bias, a cell that ignores its state and a cell with parameters,
+with the batch run as one group of rows and as uneven groups.
 jacfwd against grad through the layers themselves is in test_gradients.py.
 """
 
@@ -87,7 +88,7 @@ def _reference(cell, kernel, bias, params, pre, u, h0, resets, mask):
     return jax.lax.scan(body, h0, (pre, u, resets, mask))
 
 
-def _ours(elementwise):
+def _ours(elementwise, groups=None):
     def f(cell, kernel, bias, params, pre, u, h0, resets, mask):
         return rz.scan.scan_matmul_cell(
             cell,
@@ -100,24 +101,26 @@ def _ours(elementwise):
             resets=resets,
             mask=mask,
             elementwise=elementwise,
+            groups=groups,
         )
 
     return f
 
 
 CASES = [
-    pytest.param(name, e, id=f"{name}-{'elementwise' if e else 'general'}")
+    pytest.param(name, e, g, id=f"{name}-{'elementwise' if e else 'general'}-groups{g}")
     for name, spec in CELLS.items()
     for e in ((False, True) if spec[-1] else (False,))
+    for g in (1, 2)  # B = 3 rows: one group, or uneven groups of 2 and 1 rows
 ]
 DIFF = ("kernel", "bias", "params", "pre", "u", "h0")
 
 
-@pytest.mark.parametrize("name, elementwise", CASES)
-def test_matmul_cell_scan_values_vjps_and_jvps(name: str, elementwise: bool) -> None:
+@pytest.mark.parametrize("name, elementwise, groups", CASES)
+def test_matmul_cell_scan_values_vjps_and_jvps(name: str, elementwise: bool, groups: int) -> None:
     with jax.enable_x64(True):
         cell, args, resets, mask = _problem(name)
-        ours, ref = _ours(elementwise), _reference
+        ours, ref = _ours(elementwise, groups), _reference
 
         def run(fn, diff):
             return fn(cell, *diff, resets, mask)
@@ -138,7 +141,7 @@ def test_matmul_cell_scan_values_vjps_and_jvps(name: str, elementwise: bool) -> 
     assert jnp.zeros(1).dtype == jnp.float32  # x64 did not leak
 
 
-def test_elementwise_cell_inputs_must_be_whole_blocks() -> None:
+def test_bad_inputs_get_clear_errors() -> None:
     h0 = jnp.zeros((B, N))
     with pytest.raises(ValueError, match=r"u's last axis must be a multiple of the state size 4"):
         rz.scan.scan_matmul_cell(
@@ -156,3 +159,12 @@ def test_elementwise_cell_inputs_must_be_whole_blocks() -> None:
         )
     with pytest.raises(ValueError, match=r"pre's last axis must be at most the kernel's 4"):
         rz.scan.scan_matmul_cell(elman_cell, jnp.zeros((N, N)), {}, h0, pre=jnp.zeros((T, B, 8)))
+    with pytest.raises(ValueError, match=r"groups must be a positive int or None, got 0"):
+        rz.scan.scan_matmul_cell(elman_cell, jnp.zeros((N, N)), {}, h0, groups=0)
+
+
+def test_batch_groups() -> None:
+    assert rz.scan.batch_groups(3, 2) == (2, 1)
+    assert rz.scan.batch_groups(2, 5) == (1, 1)
+    assert rz.scan.batch_groups(32, 1) == (32,)
+    assert rz.scan.batch_groups(8) == (8,)  # too few rows to split
