@@ -250,7 +250,7 @@ def batch_groups(batch: int, groups: int | None = None) -> tuple[int, ...]:
     """
     if groups is None:
         groups = 2 if batch >= 16 and jax.default_backend() == "cpu" else 1
-    if not isinstance(groups, int) or groups < 1:
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"groups must be a positive int or None, got {groups!r}")
     s = min(groups, max(batch, 1))
     q, r = divmod(batch, s)

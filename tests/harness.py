@@ -42,6 +42,10 @@ def _configs() -> dict[str, tuple[str, dict[str, Any]]]:
             cfg[f"lru_{p}"] = ("lru", {"parametrization": p})
     cfg["mh_linear_half_out5"] = ("mh_linear", {"num_heads": N // 2, "out_features": 5})
     cfg["gru_chrono"] = ("gru", {"chrono_init": 3.0})
+    # The matmul-cell scans over uneven groups of batch rows (B = 3: 2 + 1 and 1 + 1 + 1).
+    cfg["gru_groups2"] = ("gru", {"batch_groups": 2})
+    cfg["rnn_groups3"] = ("rnn", {"batch_groups": 3})
+    cfg["ln_rnn_groups2"] = ("ln_rnn", {"batch_groups": 2})
     return cfg
 
 

@@ -246,6 +246,13 @@ def test_bad_chrono_init(bad) -> None:
         rz.GRU(hidden_size=N, chrono_init=bad)
 
 
+@pytest.mark.parametrize("name", ["rnn", "ln_rnn", "gru"])
+@pytest.mark.parametrize("bad", [0, 2.0, True])
+def test_batch_groups_not_a_positive_int(name: str, bad) -> None:
+    with _raises(ValueError, "batch_groups", "positive int or None", repr(bad)):
+        rz.make_layer(name, hidden_size=N, batch_groups=bad)
+
+
 def test_make_layer_with_unknown_name() -> None:
     with _raises(ValueError, "layer name", "'lru'", "'lstm'"):
         rz.make_layer("lstm", hidden_size=N)

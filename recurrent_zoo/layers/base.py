@@ -186,11 +186,20 @@ class CellLayer(RecurrentLayer):
 
     Attributes:
       unroll: steps unrolled per loop iteration.
+      batch_groups: groups of batch rows each step runs side by side (None: two halves on the
+        CPU from 16 rows up, see :func:`scan.batch_groups`); a speed setting only.
     """
 
     unroll: int = 1
+    batch_groups: int | None = None
 
     _elementwise = False
+
+    def __post_init__(self) -> None:
+        g = self.batch_groups
+        if g is not None and (not isinstance(g, int) or isinstance(g, bool) or g < 1):
+            raise ValueError(f"batch_groups must be a positive int or None, got {g!r}")
+        super().__post_init__()
 
     def _kernel(self, p: dict[str, Any]) -> Array:
         return self._recurrent_kernel(p).astype(self.dtype)
@@ -213,6 +222,7 @@ class CellLayer(RecurrentLayer):
             mask=tm(mask),
             unroll=self.unroll,
             elementwise=self._elementwise,
+            groups=self.batch_groups,
         )
         return h_T, tm(hs)
 
