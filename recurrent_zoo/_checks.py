@@ -154,3 +154,9 @@ def state(s: Any, expected: Any, name: str = "initial_state") -> Any:
 def choice(value: Any, allowed: Sequence[Any], name: str) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def optional_positive_int(value: Any, name: str) -> None:
+    """``value`` is None or a positive int (a bool is not taken for one)."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")

@@ -23,6 +23,8 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
+from recurrent_zoo import _checks as checks
+
 Array = jax.Array
 Structure = Literal["diagonal", "block"]
 METHODS = ("auto", "sequential", "associative")
@@ -248,10 +250,9 @@ def batch_groups(batch: int, groups: int | None = None) -> tuple[int, ...]:
     ``groups=None`` picks two halves on the CPU from 16 rows up, one group otherwise (see the
     comment above :func:`matmul`).
     """
+    checks.optional_positive_int(groups, "groups")
     if groups is None:
         groups = 2 if batch >= 16 and jax.default_backend() == "cpu" else 1
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"groups must be a positive int or None, got {groups!r}")
     s = min(groups, max(batch, 1))
     q, r = divmod(batch, s)
     return tuple(q + (i < r) for i in range(s))

@@ -196,9 +196,7 @@ class CellLayer(RecurrentLayer):
     _elementwise = False
 
     def __post_init__(self) -> None:
-        g = self.batch_groups
-        if g is not None and (not isinstance(g, int) or isinstance(g, bool) or g < 1):
-            raise ValueError(f"batch_groups must be a positive int or None, got {g!r}")
+        checks.optional_positive_int(self.batch_groups, "batch_groups")
         super().__post_init__()
 
     def _kernel(self, p: dict[str, Any]) -> Array:
