@@ -114,6 +114,7 @@ RECURRENT_INITS: dict[str, Callable[[], Initializer]] = {
     "orthogonal": orthogonal,
     "identity": identity,
     "glorot": glorot_uniform,
+    "he": he_normal,
     "eigen": eigenvalue_controlled,
 }
 

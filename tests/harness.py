@@ -35,6 +35,9 @@ def _configs() -> dict[str, tuple[str, dict[str, Any]]]:
     cfg: dict[str, tuple[str, dict[str, Any]]] = {name: (name, {}) for name in rz.LAYERS}
     cfg["rnn_relu_identity"] = ("rnn", {"activation": "relu", "recurrent_init": "identity"})
     cfg["rnn_linear_eigen"] = ("rnn", {"activation": "linear", "recurrent_init": "eigen"})
+    cfg["rnn_sigmoid_he"] = ("rnn", {"activation": "sigmoid", "recurrent_init": "he"})
+    # sigmoid through the general (feature-mixing) cell path as well as the elementwise one.
+    cfg["ln_rnn_sigmoid_glorot"] = ("ln_rnn", {"activation": "sigmoid", "recurrent_init": "glorot"})
     # out_features ≠ D (a dense skip matrix D) rides on two of the variants.
     cfg["crnn_normalize_out5"] = ("crnn", {"normalize": True, "out_features": 5})
     for p in rz.parametrization.PARAMETRIZATIONS:

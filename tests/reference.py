@@ -29,6 +29,7 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
 
 ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "tanh": np.tanh,
+    "sigmoid": sigmoid,
     "relu": lambda a: np.maximum(a, 0.0),
     "linear": lambda a: a,
 }

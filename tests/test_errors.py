@@ -186,14 +186,17 @@ def test_step_x_scalar(layer_vars) -> None:
 
 
 # -- constructor options ------------------------------------------------------------------------
-def test_unknown_activation() -> None:
-    with _raises(ValueError, "activation", "'tanh', 'relu', 'linear'", "'sigmoid'"):
-        rz.VanillaRNN(hidden_size=N, activation="sigmoid")
+@pytest.mark.parametrize("cls", [rz.VanillaRNN, rz.LayerNormRNN])
+def test_unknown_activation(cls) -> None:
+    with _raises(ValueError, "activation", "'tanh', 'sigmoid', 'relu', 'linear'", "'softplus'"):
+        cls(hidden_size=N, activation="softplus")
 
 
-def test_unknown_recurrent_init() -> None:
-    with _raises(ValueError, "recurrent_init", "'orthogonal'", "'unitary'"):
-        rz.VanillaRNN(hidden_size=N, recurrent_init="unitary")
+@pytest.mark.parametrize("cls", [rz.VanillaRNN, rz.LayerNormRNN, rz.GRU])
+def test_unknown_recurrent_init(cls) -> None:
+    allowed = "'orthogonal', 'identity', 'glorot', 'he', 'eigen'"
+    with _raises(ValueError, "recurrent_init", allowed, "'kaiming'"):
+        cls(hidden_size=N, recurrent_init="kaiming")
 
 
 @pytest.mark.parametrize("name", ["crnn", "lru", "mh_linear"])

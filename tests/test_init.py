@@ -143,6 +143,22 @@ def test_identity_init_is_an_irnn() -> None:
     np.testing.assert_array_equal(np.asarray(y), np.broadcast_to(h0[:, None], (2, 6, N)))
 
 
+@pytest.mark.parametrize("name, variance", [("glorot", 1 / N), ("he", 2 / N)])
+def test_glorot_and_he_recurrent_kernels(name: str, variance: float) -> None:
+    """Asked for by name: zero mean and variance 1/N (Glorot, fan_in = fan_out = N) or 2/N (He)."""
+    w = _init(rz.VanillaRNN(hidden_size=N, recurrent_init=name))["recurrent_kernel"]
+    assert w.shape == (N, N)
+    # N² = 4096 draws: the sample variance is within 10 % with a margin of 4 standard errors.
+    np.testing.assert_allclose(np.var(w), variance, rtol=0.1)
+    assert abs(np.mean(w)) < 4 * math.sqrt(variance / N**2)
+
+
+def test_every_named_recurrent_init_is_accepted() -> None:
+    for name in rz.initializers.RECURRENT_INITS:
+        w = _init(rz.VanillaRNN(hidden_size=N, recurrent_init=name))["recurrent_kernel"]
+        assert w.shape == (N, N) and np.all(np.isfinite(w)) and np.any(w != 0), name
+
+
 def test_orthogonal_recurrent_kernels() -> None:
     w = _init(rz.VanillaRNN(hidden_size=N))["recurrent_kernel"]
     np.testing.assert_allclose(w @ w.T, np.eye(N), atol=1e-5)

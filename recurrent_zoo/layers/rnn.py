@@ -17,6 +17,7 @@ Array = jax.Array
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
     "relu": jax.nn.relu,
     "linear": lambda a: a,
 }
@@ -32,10 +33,11 @@ class VanillaRNN(CellLayer):
     ``bias`` b [N].
 
     Attributes:
-      activation: φ, one of "tanh", "relu", "linear".
-      recurrent_init: "orthogonal", "identity" (IRNN with relu), "glorot", "eigen" (the paper's
-        eigenvalue-controlled init) or any ``init(key, shape, dtype)``, e.g.
-        ``rz.initializers.eigenvalue_controlled(nu0=0.9)``.
+      activation: φ, one of "tanh", "sigmoid", "relu", "linear".
+      recurrent_init: a name in ``rz.initializers.RECURRENT_INITS``: "orthogonal", "identity"
+        (IRNN with relu), "glorot" (uniform, variance 1/N), "he" (normal, variance 2/N), "eigen"
+        (the paper's eigenvalue-controlled init); or any ``init(key, shape, dtype)``, e.g.
+        ``rz.initializers.identity(scale=1.1)``.
       kernel_init: init of the input kernel.
       use_bias: whether to learn b.
     """
