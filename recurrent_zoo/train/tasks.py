@@ -108,3 +108,40 @@ register(
         _teacher_student_build,
     )
 )
+
+
+# -- the adding problem ------------------------------------------------------------------------
+def _adding_arguments(p: argparse.ArgumentParser) -> None:
+    del p  # the generic --seq-len and --batch-size are all it takes
+
+
+def adding_spec(batch_size: int, length: int) -> TaskSpec:
+    """The adding problem (:mod:`recurrent_zoo.tasks.adding`) as a training task: inputs [B, T, 2],
+    one output per sequence (pooling "last"), loss the MSE against the sum of the marked values."""
+    from recurrent_zoo.tasks import adding
+
+    if length < 2:
+        raise ValueError(f"--seq-len must be >= 2 for the adding problem, got {length}")
+    sample = jax.jit(lambda key: adding.sample_batch(key, batch_size, length))
+
+    def batch_fn(key: Array, step: int) -> dict[str, Array]:
+        x, y = sample(key)
+        return {"inputs": x, "targets": y}
+
+    return TaskSpec(
+        batch_fn=batch_fn,
+        loss_fn=lambda pred, batch: adding.mse(pred, batch["targets"]),
+        d_in=2,
+        d_out=1,
+        pooling="last",
+    )
+
+
+register(
+    Task(
+        "adding",
+        "the adding problem: sum the two marked values of a length-T sequence (baseline MSE 1/6)",
+        _adding_arguments,
+        lambda args: adding_spec(args.batch_size, args.seq_len or 100),
+    )
+)
