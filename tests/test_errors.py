@@ -254,8 +254,8 @@ def test_batch_groups_not_a_positive_int(name: str, bad) -> None:
 
 
 def test_make_layer_with_unknown_name() -> None:
-    with _raises(ValueError, "layer name", "'lru'", "'lstm'"):
-        rz.make_layer("lstm", hidden_size=N)
+    with _raises(ValueError, "layer name", "'lru'", "'transformer'"):
+        rz.make_layer("transformer", hidden_size=N)
 
 
 def test_bidirectional_unknown_merge() -> None:
