@@ -105,6 +105,36 @@ def chrono(t_min: float, t_max: float) -> Initializer:
     return init
 
 
+def per_gate(init: Initializer, gates: int) -> Initializer:
+    """``init`` drawn independently for each gate's [n, n] block of an [n, gates·n] kernel."""
+
+    def init_gates(key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
+        n = shape[0]
+        if shape != (n, gates * n):
+            raise ValueError(f"per-gate init needs shape (n, {gates}·n), got {shape}")
+        keys = jax.random.split(key, gates)
+        return jnp.concatenate([init(k, (n, n), dtype) for k in keys], axis=1)
+
+    return init_gates
+
+
+def chrono_range(
+    value: float | tuple[float, float], name: str = "chrono_init"
+) -> tuple[float, float]:
+    """A chrono-init field as ``(t_min, t_max)``: a time scale T means (T, 2T)."""
+    pair = (value, 2 * value) if isinstance(value, int | float) else value
+    try:
+        lo, hi = (float(v) for v in pair)
+        ok = 0 < lo <= hi < math.inf
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{name} must be T > 0 or (T_min, T_max) with 0 < T_min <= T_max, finite, got {value!r}"
+        )
+    return lo, hi
+
+
 orthogonal = jax.nn.initializers.orthogonal
 glorot_uniform = jax.nn.initializers.glorot_uniform
 lecun_normal = jax.nn.initializers.lecun_normal

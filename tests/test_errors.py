@@ -192,7 +192,7 @@ def test_unknown_activation(cls) -> None:
         cls(hidden_size=N, activation="softplus")
 
 
-@pytest.mark.parametrize("cls", [rz.VanillaRNN, rz.LayerNormRNN, rz.GRU])
+@pytest.mark.parametrize("cls", [rz.VanillaRNN, rz.LayerNormRNN, rz.GRU, rz.LSTM])
 def test_unknown_recurrent_init(cls) -> None:
     allowed = "'orthogonal', 'identity', 'glorot', 'he', 'eigen'"
     with _raises(ValueError, "recurrent_init", allowed, "'kaiming'"):
@@ -257,8 +257,8 @@ def test_batch_groups_not_a_positive_int(name: str, bad) -> None:
 
 
 def test_make_layer_with_unknown_name() -> None:
-    with _raises(ValueError, "layer name", "'lru'", "'lstm'"):
-        rz.make_layer("lstm", hidden_size=N)
+    with _raises(ValueError, "layer name", "'lru'", "'transformer'"):
+        rz.make_layer("transformer", hidden_size=N)
 
 
 def test_bidirectional_unknown_merge() -> None:

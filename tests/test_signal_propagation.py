@@ -127,7 +127,13 @@ def test_bench_end_to_end_shows_the_curse_of_memory(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "bad",
-    [["--layers", "lstm"], ["--T", "0.5"], ["--rho", "1"], ["--norms", ""], ["--length", "1"]],
+    [
+        ["--layers", "transformer"],
+        ["--T", "0.5"],
+        ["--rho", "1"],
+        ["--norms", ""],
+        ["--length", "1"],
+    ],
 )
 def test_bad_options_exit_2(bad, tmp_path, capsys):
     assert main(["bench", "signal-propagation", "--out", str(tmp_path), *bad]) == 2

@@ -35,7 +35,8 @@ from recurrent_zoo.diagnostics.signal_propagation import activity, gradient_by_g
 NAME = "signal-propagation"
 HELP = "activity and gradients of a 4-layer recurrent network at init against memory ν0 (Fig. 5)"
 
-LAYER_TYPES = ("crnn", "lru", "gru")
+LAYER_TYPES = ("crnn", "lru", "gru", "lstm")
+DEFAULT_LAYERS = ("crnn", "lru", "gru")  # the paper's Fig. 5
 NORMS = ("none", "layer", "batch")
 T_GRID = (1.0, 10**0.5, 10.0, 10**1.5, 100.0)
 
@@ -44,6 +45,7 @@ GROUPS = {
     "crnn": {"lambda": ("lambda_re", "lambda_im")},
     "lru": {"nu": ("nu_log",), "theta": ("theta_log",)},
     "gru": {"cell": ("layer",)},
+    "lstm": {"cell": ("layer",)},
 }
 
 # (full, quick) sizes. Quick inputs are synthetic of width 32; full ones BERT-sized (768).
@@ -78,8 +80,9 @@ def ar1_inputs(num_sequences: int, length: int, d: int, rho: float, seed: int = 
 
 def layer_kwargs(layer: str, T: float) -> dict[str, Any]:
     """The recurrent layer's init for memory T: ν ∈ [1 − 1/T, 1 − 1/(2T)], phases in [−π, π]
-    (crnn, lru); chrono bias over [T, 2T], he_normal input kernels, orthogonal recurrence (gru)."""
-    if layer == "gru":
+    (crnn, lru); chrono bias over [T, 2T], he_normal input kernels, orthogonal recurrence (gru,
+    lstm)."""
+    if layer in ("gru", "lstm"):
         return {"chrono_init": float(T), "kernel_init": jax.nn.initializers.he_normal()}
     ring = {
         "r_min": 1 - 1 / T,
@@ -131,7 +134,9 @@ def _add_sizes(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--layers", default=",".join(LAYER_TYPES), help="comma-separated among crnn,lru,gru"
+        "--layers",
+        default=",".join(DEFAULT_LAYERS),
+        help=f"comma-separated among {','.join(LAYER_TYPES)} (default {','.join(DEFAULT_LAYERS)})",
     )
     parser.add_argument(
         "--norms", default=",".join(NORMS), help="comma-separated among none,layer,batch"

@@ -173,14 +173,16 @@ class RecurrentLayer(nn.Module):
 
 
 class CellLayer(RecurrentLayer):
-    """Base of the layers run by :func:`scan.scan_matmul_cell` (``rnn``, ``ln_rnn``, ``gru``).
+    """Base of the layers run by :func:`scan.scan_matmul_cell` (``rnn``, ``ln_rnn``, ``gru``,
+    ``lstm``).
 
     Subclasses give ``_params(d_in)`` (compact), ``_inputs(p, x)`` (the time-parallel input
     projection of ``x [..., D_in]``: ``(pre [..., K'], u)``, the part added to the first K'
     columns of the pre-activation and a pytree the cell reads), ``_recurrent_kernel(p)``
     (W [N, K]), optionally ``_recurrent_bias(p)`` (b [K]) and ``_cell_params(p)`` (what the cell
-    reads besides W and b), and ``_cell(q, h, a, u_t) -> h`` with ``a = h @ W + b + [pre | 0]``;
-    the output is the state. Set ``_elementwise = True`` only for a cell that acts feature by
+    reads besides W and b), and ``_cell(q, s, a, u_t) -> s`` with ``a = h @ W + b + [pre | 0]``.
+    The state ``s`` is h [B, N], or a tuple of [B, N] blocks ending in h (the LSTM's ``(c, h)``,
+    with ``state_shape`` overridden); the output is h. Set ``_elementwise = True`` only for a cell that acts feature by
     feature: its gradients then use the cell's diagonal Jacobians (see
     :func:`scan.scan_matmul_cell`).
 
@@ -224,12 +226,12 @@ class CellLayer(RecurrentLayer):
         )
         return h_T, tm(hs)
 
-    def _step(self, h, x_t):
+    def _step(self, s, x_t):
         p = self._params(x_t.shape[-1])
         pre, u = self._inputs(p, x_t)
-        a = scan.pre_activation(h, self._kernel(p), self._recurrent_bias(p), pre)
-        h = self._cell(self._cell_params(p), h, a, u)
-        return h, h
+        a = scan.pre_activation(_output_block(s), self._kernel(p), self._recurrent_bias(p), pre)
+        s = self._cell(self._cell_params(p), s, a, u)
+        return s, _output_block(s)
 
     def _recurrent_kernel(self, p: dict[str, Any]) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -242,6 +244,11 @@ class CellLayer(RecurrentLayer):
 
     def _cell(self, q, h, a, u_t):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _output_block(s: Any) -> Array:
+    """The part of a cell's state that the matmul reads and the layer emits: h, or (…, h)[-1]."""
+    return s[-1] if isinstance(s, tuple) else s
 
 
 class LinearReadout(RecurrentLayer):
