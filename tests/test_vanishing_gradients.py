@@ -81,11 +81,17 @@ def test_adding_problem_data(T: int) -> None:
     np.testing.assert_allclose(np.mean(y), 1.0, atol=0.02)
 
 
-def test_adding_is_a_training_task(capsys) -> None:
-    argv = ["train", "adding", "--layer", "gru", "--num-layers", "1", "--d-model", "4"]
-    argv += ["--steps", "2", "--seq-len", "6", "--batch-size", "4", "--log-every", "1"]
-    assert main(argv) == 0
-    assert "done: 2 steps" in capsys.readouterr().out
+def test_adding_is_a_training_task() -> None:
+    import argparse
+
+    from recurrent_zoo.train.tasks import TASKS
+
+    spec = TASKS["adding"].build(argparse.Namespace(batch_size=4, seq_len=6, seed=0))
+    batch = spec.batch_fn(jax.random.key(0), 0)
+    assert batch["inputs"].shape == (4, 6, 2) and batch["targets"].shape == (4, 1)
+    assert (spec.d_in, spec.d_out, spec.pooling) == (2, 1, "last")
+    assert float(spec.loss_fn(batch["targets"], batch)) == 0.0
+    assert float(spec.loss_fn(jnp.ones((4, 1)), batch)) > 0.0
     assert _exit_code(["train", "adding", "--seq-len", "1"]) == 2
 
 
@@ -108,29 +114,34 @@ def test_bench_distance(tmp_path, capsys) -> None:
     assert "gru chrono" in capsys.readouterr().out
 
 
-def test_bench_exploding(tmp_path) -> None:
-    results = _bench(
-        tmp_path,
-        "--mode",
-        "exploding",
-        "--layers",
-        "rnn",
-        "--explode-length",
-        "8",
-        "--explode-steps",
-        "3",
+def test_exploding_runs_pair_each_config_with_and_without_clipping() -> None:
+    pairs = vg.exploding_configs()
+    reference, clipped = pairs[0]
+    assert reference.label == "rnn tanh orthogonal" and not clipped
+    exploding = {c.label for c, _ in pairs[1:]}
+    assert len(exploding) == 2
+    assert sorted((c.label, clip) for c, clip in pairs[1:]) == sorted(
+        (label, clip) for label in exploding for clip in (False, True)
     )
+
+
+def test_bench_exploding(tmp_path, monkeypatch) -> None:
+    irnn = vg.exploding_configs()[-1][0]
+    monkeypatch.setattr(vg, "exploding_configs", lambda: [(irnn, False), (irnn, True)])
+    options = ["--mode", "exploding", "--layers", "rnn", "--num-layers", "1"]
+    results = _bench(tmp_path, *options, "--explode-length", "8", "--explode-steps", "3")
     assert (tmp_path / "vanishing-gradients-exploding.png").stat().st_size > 0
     runs = results["exploding"]["runs"]
-    assert [r["clip_norm"] for r in runs] == [None, None, 1.0, None, 1.0]
+    assert [r["clip_norm"] for r in runs] == [None, 1.0]
     for r in runs:
-        assert len(r["history"]["grad_norm"]) == (
-            3 if r["diverged_at"] is None else r["diverged_at"]
-        )
+        logged = 3 if r["diverged_at"] is None else r["diverged_at"]
+        assert r["history"]["step"] == list(range(1, logged + 1))
+        assert all(g > 0 for g in r["history"]["grad_norm"])
 
 
 def test_bench_adding_stops_a_layer_at_its_first_failure(tmp_path, capsys) -> None:
     options = ["--mode", "adding", "--layers", "gru", "--lengths", "8", "4", "--steps", "3"]
+    options += ["--num-layers", "1"]
     results = _bench(tmp_path, *options, "--test-size", "64")
     assert (tmp_path / "vanishing-gradients-adding.png").stat().st_size > 0
     part = results["adding"]

@@ -60,7 +60,7 @@ _SIZES = {
     "seeds": (4, 2),
     "batch_size": (128, 64),
     "hidden_size": (128, 32),
-    "steps": (4000, 600),
+    "steps": (4000, 500),
     "explode_length": (200, 100),
     "explode_steps": (1000, 200),
 }
@@ -82,7 +82,7 @@ class Config:
 
     def record(self) -> dict[str, Any]:
         described = {
-            k: v if not callable(v) else getattr(v, "__name__", repr(v))
+            k: v if not callable(v) else getattr(v, "__qualname__", type(v).__name__)
             for k, v in self.options.items()
         }
         return {"label": self.label, "layer": self.layer, "options": described}
@@ -514,22 +514,27 @@ def _family_style(label: str) -> dict[str, Any]:
 
 def _plot_distance(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    elman = [r for r in part["rows"] if r["layer"] == "rnn"]
-    rest = [r for r in part["rows"] if r["layer"] != "rnn"]
-    for ax, rows, title in (
-        (axes[0], elman, "Elman RNN: activation × recurrent init"),
-        (axes[1], rest, "normalised, gated and diagonal layers"),
-    ):
+    panels = [
+        (
+            "Elman RNN: activation × recurrent init",
+            [r for r in part["rows"] if r["layer"] == "rnn"],
+        ),
+        ("normalised, gated and diagonal layers", [r for r in part["rows"] if r["layer"] != "rnn"]),
+    ]
+    panels = [(title, rows) for title, rows in panels if rows]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels):
         for i, r in enumerate(rows):
             g = np.asarray(r["profile"], np.float64)
             with np.errstate(divide="ignore", invalid="ignore"):
                 rel = g / g[0]
-            style = (
-                _family_style(r["label"])
-                if ax is axes[0]
-                else {"color": f"C{i % 10}", "linestyle": "--" if r["layer"] == "ln_rnn" else "-"}
-            )
+            if r["layer"] == "rnn":
+                style = _family_style(r["label"])
+            else:
+                style = {
+                    "color": f"C{i % 10}",
+                    "linestyle": "--" if r["layer"] == "ln_rnn" else "-",
+                }
             ax.plot(np.arange(len(g)), rel, label=r["label"], lw=1.2, **style)
         ax.axhline(VANISHED, color="k", lw=0.6, ls=":")
         ax.set_yscale("log")
@@ -537,9 +542,10 @@ def _plot_distance(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
         ax.set_xlabel("distance T − 1 − t (steps)")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, ncol=2)
-    axes[0].set_ylabel("‖∂L/∂x_t‖ / its value at distance 0")
+    axes[0, 0].set_ylabel("‖∂L/∂x_t‖ / its value at distance 0")
     fig.suptitle(
-        f"gradient against distance at init (T = {cfg['length']}, N = {cfg['hidden_size']}, RMS over {cfg['seeds']} seeds × {cfg['batch_size']} sequences)",
+        f"gradient against distance at init (T = {cfg['length']}, N = {cfg['hidden_size']}, "
+        f"RMS over {cfg['seeds']} seeds × {cfg['batch_size']} sequences)",
         fontsize=10,
     )
     fig.tight_layout()

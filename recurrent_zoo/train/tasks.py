@@ -122,10 +122,9 @@ def adding_spec(batch_size: int, length: int) -> TaskSpec:
 
     if length < 2:
         raise ValueError(f"--seq-len must be >= 2 for the adding problem, got {length}")
-    sample = jax.jit(lambda key: adding.sample_batch(key, batch_size, length))
 
     def batch_fn(key: Array, step: int) -> dict[str, Array]:
-        x, y = sample(key)
+        x, y = adding.sample_batch(key, batch_size, length)
         return {"inputs": x, "targets": y}
 
     return TaskSpec(
