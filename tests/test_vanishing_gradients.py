@@ -115,14 +115,17 @@ def test_bench_distance(tmp_path, capsys) -> None:
 
 
 def test_exploding_runs_pair_each_config_with_and_without_clipping() -> None:
-    pairs = vg.exploding_configs()
-    reference, clipped = pairs[0]
-    assert reference.label == "rnn tanh orthogonal" and not clipped
-    exploding = {c.label for c, _ in pairs[1:]}
+    pairs = [(c.label, c.layer, clip) for c, clip in vg.exploding_configs()]
+    assert pairs[0] == ("rnn tanh orthogonal", "rnn", False)
+    exploding = {label for label, layer, _ in pairs[1:] if layer == "rnn"}
     assert len(exploding) == 2
-    assert sorted((c.label, clip) for c, clip in pairs[1:]) == sorted(
-        (label, clip) for label in exploding for clip in (False, True)
-    )
+    rnn_runs = sorted((label, clip) for label, layer, clip in pairs[1:] if layer == "rnn")
+    assert rnn_runs == sorted((label, clip) for label in exploding for clip in (False, True))
+    # The LayerNorm twins share the exploding Elman runs' options and run without clipping.
+    configs = vg.exploding_configs()
+    twins = [c.options for c, _ in configs if c.layer == "ln_rnn"]
+    assert twins == [c.options for c, clip in configs[1:] if c.layer == "rnn" and not clip]
+    assert all(not clip for _, layer, clip in pairs if layer == "ln_rnn")
 
 
 def test_bench_exploding(tmp_path, monkeypatch) -> None:

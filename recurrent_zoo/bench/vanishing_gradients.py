@@ -113,14 +113,22 @@ def distance_configs(length: int) -> list[Config]:
 
 
 def exploding_configs() -> list[tuple[Config, bool]]:
-    """(configuration, clipped) pairs of the exploding part; the gain-1 tanh RNN is the reference."""
-    gain2 = jax.nn.initializers.orthogonal(scale=2.0)
+    """(configuration, clipped) pairs of the exploding part: the gain-1 tanh RNN for reference,
+    each exploding Elman RNN without and with clipping, and its LayerNorm twin without."""
+    inits = {"recurrent_init": jax.nn.initializers.orthogonal(scale=2.0)}
+    irnn = {"activation": "relu", "recurrent_init": "identity"}
     explode = [
-        Config("rnn tanh orthogonal×2", "rnn", {"recurrent_init": gain2}),
-        Config("irnn (relu identity)", "rnn", {"activation": "relu", "recurrent_init": "identity"}),
+        Config("rnn tanh orthogonal×2", "rnn", inits),
+        Config("irnn (relu identity)", "rnn", irnn),
     ]
-    return [(Config("rnn tanh orthogonal", "rnn"), False)] + [
-        (c, clip) for c in explode for clip in (False, True)
+    normalised = [
+        Config("ln_rnn tanh orthogonal×2", "ln_rnn", inits),
+        Config("ln_rnn relu identity", "ln_rnn", irnn),
+    ]
+    return [
+        (Config("rnn tanh orthogonal", "rnn"), False),
+        *((c, clip) for c in explode for clip in (False, True)),
+        *((c, False) for c in normalised),
     ]
 
 
@@ -522,7 +530,7 @@ def _plot_distance(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
         ("normalised, gated and diagonal layers", [r for r in part["rows"] if r["layer"] != "rnn"]),
     ]
     panels = [(title, rows) for title, rows in panels if rows]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.5), squeeze=False)
     for ax, (title, rows) in zip(axes[0], panels):
         for i, r in enumerate(rows):
             g = np.asarray(r["profile"], np.float64)
@@ -541,7 +549,7 @@ def _plot_distance(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
         ax.set_ylim(1e-30, 1e8)
         ax.set_xlabel("distance T − 1 − t (steps)")
         ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     axes[0, 0].set_ylabel("‖∂L/∂x_t‖ / its value at distance 0")
     fig.suptitle(
         f"gradient against distance at init (T = {cfg['length']}, N = {cfg['hidden_size']}, "
@@ -610,11 +618,12 @@ def _plot_adding(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
     axes[0].xaxis.set_minor_locator(NullLocator())  # keep the T labels alone
     axes[0].set_xlabel("T")
     axes[0].set_ylabel("test MSE (baseline 1/6 dotted, solved 0.01 dashed)")
-    axes[0].legend(fontsize=7)
     for T, ax in zip(lengths, axes[1:]):
         ax.set_title(f"training loss, T = {T}", fontsize=10)
         ax.set_xlabel("step")
-    fig.tight_layout()
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="center right")
+    fig.tight_layout(rect=(0, 0, 1 - 1.1 / fig.get_figwidth(), 1))
     save_figure(fig, out, f"{NAME}-adding")
 
 
