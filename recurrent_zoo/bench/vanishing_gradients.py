@@ -392,8 +392,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    import recurrent_zoo as rz
-
     cfg: dict[str, Any] = {}
     for name, (full, quick) in _SIZES.items():
         v = getattr(args, name)
@@ -410,11 +408,6 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     bad = [name for name in args.layers if name not in LAYERS]
     if bad:
         raise UsageError(f"--layers must be among {list(LAYERS)}, got {bad}")
-    missing = [name for name in args.layers if name not in rz.LAYERS]
-    if missing:
-        raise UsageError(
-            f"--layers {missing}: not in this installation's rz.LAYERS {sorted(rz.LAYERS)}"
-        )
     cfg["layers"] = list(dict.fromkeys(args.layers))
     for name in ("num_layers", "test_size"):
         if getattr(args, name) < 1:
