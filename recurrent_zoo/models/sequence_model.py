@@ -80,13 +80,8 @@ class SequenceModel(nn.Module):
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "d_model", "out_features"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.vocab_size is not None and (
-            not isinstance(self.vocab_size, int) or self.vocab_size < 1
-        ):
-            raise ValueError(f"vocab_size must be None or a positive int, got {self.vocab_size!r}")
+            checks.positive_int(getattr(self, name), name)
+        checks.optional_positive_int(self.vocab_size, "vocab_size")
         checks.choice(self.pooling, POOLINGS, "pooling")
         if isinstance(self.layer, str):
             checks.choice(self.layer, sorted(LAYERS), "layer")

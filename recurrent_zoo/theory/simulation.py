@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from recurrent_zoo import _checks as checks
 from recurrent_zoo import scan
 from recurrent_zoo.theory.closed_form import (
     _abs2,
@@ -84,11 +85,9 @@ def _as_lambdas(lam, name: str) -> np.ndarray:
 
 
 def _check_sizes(batch_size: int, length: int | None, chunk_size: int) -> None:
-    for value, name in ((batch_size, "batch_size"), (chunk_size, "chunk_size")):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if length is not None and (not isinstance(length, int) or length < 1):
-        raise ValueError(f"length must be a positive int or None, got {length!r}")
+    checks.positive_int(batch_size, "batch_size")
+    checks.positive_int(chunk_size, "chunk_size")
+    checks.optional_positive_int(length, "length")
 
 
 @partial(jax.jit, static_argnames=("length", "chunk_size"))
