@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 
 from recurrent_zoo import _checks as checks
+from recurrent_zoo import scan
 from recurrent_zoo.layers import LAYERS, make_layer
-from recurrent_zoo.models.blocks import RecurrentBlock, padding_mask
+from recurrent_zoo.models.blocks import RecurrentBlock
 
 Array = jax.Array
 Dtype = Any
@@ -29,7 +30,7 @@ def pool(y: Array, lengths: Array | None, how: str | None) -> Array:
     if lengths is None:
         return jnp.mean(y, axis=-2) if how == "mean" else y[..., -1, :]
     if how == "mean":
-        m = padding_mask(lengths, T)[..., None].astype(y.dtype)
+        m = scan.valid_mask(lengths, T)[..., None].astype(y.dtype)
         return jnp.sum(y * m, axis=-2) / jnp.maximum(lengths, 1)[..., None].astype(y.dtype)
     idx = jnp.maximum(lengths - 1, 0)[..., None, None]
     last = jnp.take_along_axis(y, idx, axis=-2)[..., 0, :]
