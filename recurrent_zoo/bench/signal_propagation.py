@@ -31,7 +31,7 @@ from recurrent_zoo.bench._common import (
     save_figure,
     write_json,
 )
-from recurrent_zoo.diagnostics.signal_propagation import activity, gradient_by_group, name_groups
+from recurrent_zoo.diagnostics import activity, gradient_by_group, name_groups
 
 NAME = "signal-propagation"
 HELP = "activity and gradients of a 4-layer recurrent network at init against memory ν0 (Fig. 5)"
