@@ -262,6 +262,7 @@ def train_layer(
         num_steps=steps,
         seed=args.seed,
         log_every=min(args.log_every, steps),
+        metrics_window=min(args.log_every, steps),  # each curve point: the mean since the last
         verbose=False,
         handle_signals=False,
     )
