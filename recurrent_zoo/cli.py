@@ -53,9 +53,11 @@ def _missing_dependency(error: ModuleNotFoundError, what: str) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from recurrent_zoo import __version__
     from recurrent_zoo.bench import discover
 
     parser = _Parser(prog="recurrent-zoo", description="A zoo of recurrent layers for JAX/Flax.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="print the zoo, one line per layer")
     bench = sub.add_parser("bench", help="run a benchmark")
