@@ -30,13 +30,26 @@ def ring(
     ν = √(U·(r_max² − r_min²) + r_min²) is uniform in area, θ ~ U[min_phase, max_phase].
     Returns (ν, θ), each [n] float32.
     """
-    if not 0.0 <= r_min <= r_max <= 1.0:
-        raise ValueError(f"need 0 <= r_min <= r_max <= 1, got r_min={r_min}, r_max={r_max}")
+    check_ring(r_min, r_max, min_phase, max_phase)
     k_nu, k_theta = jax.random.split(key)
     u = jax.random.uniform(k_nu, (n,))
     nu = jnp.sqrt(u * (r_max**2 - r_min**2) + r_min**2)
     theta = jax.random.uniform(k_theta, (n,), minval=min_phase, maxval=max_phase)
     return nu, theta
+
+
+def check_ring(r_min: float, r_max: float, min_phase: float, max_phase: float) -> None:
+    """Checks the ring's bounds: 0 ≤ r_min ≤ r_max ≤ 1 and min_phase ≤ max_phase."""
+    if not 0.0 <= r_min <= r_max <= 1.0:
+        raise ValueError(
+            f"r_min and r_max must satisfy 0 <= r_min <= r_max <= 1, got r_min={r_min}, "
+            f"r_max={r_max}"
+        )
+    if not min_phase <= max_phase:
+        raise ValueError(
+            f"min_phase must not exceed max_phase, got min_phase={min_phase}, "
+            f"max_phase={max_phase}"
+        )
 
 
 def _reshape_spectrum(g: np.ndarray, nu0: float, theta0: float) -> np.ndarray:
@@ -96,8 +109,7 @@ def chrono(t_min: float, t_max: float) -> Initializer:
     On a GRU update gate z = σ(b) with h' = (1 − z) n + z h, the state forgets at a rate
     1 − z ≈ 1/(1 + e^b), so memory times spread over [t_min, t_max] steps.
     """
-    if not 0 < t_min <= t_max:
-        raise ValueError(f"chrono init needs 0 < t_min <= t_max, got ({t_min}, {t_max})")
+    chrono_range((t_min, t_max), "chrono's (t_min, t_max)")
 
     def init(key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
         return jnp.log(jax.random.uniform(key, shape, jnp.float32, t_min, t_max)).astype(dtype)

@@ -47,10 +47,10 @@ def resolve_method(method: str, structure: Structure = "diagonal") -> str:
 
 
 def valid_mask(lengths: Array | None, T: int) -> Array | None:
-    """[B, T] bool: True where t < lengths[b]; None when there is no padding."""
+    """bool [*batch, T] from lengths [*batch]: True where t < lengths; None without padding."""
     if lengths is None:
         return None
-    return jnp.arange(T)[None, :] < lengths[:, None]
+    return jnp.arange(T) < lengths[..., None]
 
 
 def time_permutation(lengths: Array | None, T: int) -> Array | None:

@@ -1,5 +1,6 @@
-"""The LSTM against PyTorch's documented equations and flax's OptimizedLSTMCell, its inits and its
-field checks. The layer harness (tests/harness.py) runs it through every other check."""
+"""The LSTM against flax's OptimizedLSTMCell, its inits and its field checks. The layer harness
+(tests/harness.py) runs it through every other check, and test_layers_reference.py against
+PyTorch's equations in PyTorch's weight layout."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import reference as ref
 from harness import B, D, N, T, assert_close, inputs
 
 import recurrent_zoo as rz
@@ -19,31 +19,6 @@ import recurrent_zoo as rz
 def _init(layer: rz.LSTM) -> dict[str, np.ndarray]:
     v = layer.init(jax.random.key(0), jnp.zeros((1, 1, D)))
     return {k: np.asarray(a) for k, a in v["params"].items()}
-
-
-def test_lstm_matches_pytorch_equations() -> None:
-    """Weights drawn in PyTorch's layout (weight_ih [4N, D], rows i, f, g, o) and loaded as ours."""
-    rng = np.random.default_rng(0)
-    w_ih, w_hh = rng.normal(size=(4 * N, D)), rng.normal(size=(4 * N, N)) / np.sqrt(N)
-    b_ih, b_hh = rng.normal(size=4 * N), rng.normal(size=4 * N)
-    params = {
-        "input_kernel": w_ih.T,
-        "recurrent_kernel": w_hh.T,
-        "input_bias": b_ih,
-        "recurrent_bias": b_hh,
-    }
-    params = {k: np.asarray(v, np.float32) for k, v in params.items()}
-    x, c0, h0 = inputs((B, T, D)), inputs((B, N), seed=1), inputs((B, N), seed=2)
-    (c, h), y = rz.LSTM(hidden_size=N).apply(
-        {"params": params}, x, initial_state=(c0, h0), return_state=True
-    )
-    step = ref.torch_lstm_step(w_ih, w_hh, b_ih, b_hh)
-    for b in range(B):
-        s0 = np.concatenate([c0[b], h0[b]]).astype(np.float64)
-        s_ref, y_ref = ref.run(step, x[b].astype(np.float64), s0)
-        assert_close(y[b], y_ref, "outputs")
-        assert_close(c[b], s_ref[:N], "final cell state")
-        assert_close(h[b], s_ref[N:], "final hidden state")
 
 
 def test_lstm_matches_flax_optimized_lstm_cell() -> None:

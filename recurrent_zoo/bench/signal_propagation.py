@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from recurrent_zoo import theory
 from recurrent_zoo.bench._common import (
     UsageError,
     args_dict,
@@ -30,7 +31,7 @@ from recurrent_zoo.bench._common import (
     save_figure,
     write_json,
 )
-from recurrent_zoo.diagnostics.signal_propagation import activity, gradient_by_group, name_groups
+from recurrent_zoo.diagnostics import activity, gradient_by_group, name_groups
 
 NAME = "signal-propagation"
 HELP = "activity and gradients of a 4-layer recurrent network at init against memory ν0 (Fig. 5)"
@@ -61,21 +62,6 @@ NUM_LAYERS = 4
 def loss(prediction: jax.Array, x: jax.Array) -> jax.Array:
     """The paper's ½·mean((prediction[:, 1:] − x[:, :−1])²) (the output at t+1 against x_t)."""
     return 0.5 * jnp.mean(jnp.square(prediction[:, 1:] - x[:, :-1]))
-
-
-def ar1_inputs(num_sequences: int, length: int, d: int, rho: float, seed: int = 0) -> np.ndarray:
-    """float32 [num_sequences, length, d]: independent stationary AR(1) features of unit variance,
-    x_t = ρ x_{t−1} + √(1 − ρ²) ε_t, so E[x_t x_{t+Δ}] = ρ^|Δ|."""
-    if not -1.0 < rho < 1.0:
-        raise ValueError(f"rho must be in (-1, 1), got {rho!r}")
-    rng = np.random.default_rng(seed)
-    eps = rng.standard_normal((num_sequences, length, d))
-    x = np.empty_like(eps)
-    x[:, 0] = eps[:, 0]
-    scale = math.sqrt(1 - rho**2)
-    for t in range(1, length):
-        x[:, t] = rho * x[:, t - 1] + scale * eps[:, t]
-    return x.astype(np.float32)
 
 
 def layer_kwargs(layer: str, T: float) -> dict[str, Any]:
@@ -194,7 +180,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
 def _inputs(args: argparse.Namespace, cfg: dict[str, Any]) -> np.ndarray:
     n, length = cfg["num_sequences"], cfg["length"]
     if args.inputs == "synthetic":
-        return ar1_inputs(n, length, cfg["d_in"], args.rho, args.seed)
+        key = jax.random.key(args.seed)
+        return np.asarray(theory.ar1_inputs(key, args.rho, n, length, cfg["d_in"]))
     from recurrent_zoo.data import wikipedia_embeddings
 
     try:

@@ -56,8 +56,7 @@ class RecurrentLayer(nn.Module):
     _complex_state = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.hidden_size, int) or self.hidden_size < 1:
-            raise ValueError(f"hidden_size must be a positive int, got {self.hidden_size!r}")
+        checks.positive_int(self.hidden_size, "hidden_size")
         super().__post_init__()
 
     # -- state -----------------------------------------------------------------------------
@@ -269,13 +268,8 @@ class LinearReadout(RecurrentLayer):
 
     def __post_init__(self) -> None:
         checks.choice(self.scan, scan.METHODS, "scan")
-        if self.out_features is not None and (
-            not isinstance(self.out_features, int) or self.out_features < 1
-        ):
-            # 0 would otherwise read as None (the input's size) in `out_features or d_in`.
-            raise ValueError(
-                f"out_features must be a positive int or None, got {self.out_features!r}"
-            )
+        # (0 would otherwise read as None, the input's size, in `out_features or d_in`.)
+        checks.optional_positive_int(self.out_features, "out_features")
         super().__post_init__()
 
     def _skip(self, d_in: int) -> Array:
