@@ -234,8 +234,8 @@ def train(
     for name, value in aux_like.items():
         if np.shape(value) != ():
             raise ValueError(f"loss_fn's metric {name!r} must be a scalar, got shape {value.shape}")
-    # The last metrics_window values of each metric, slot k % metrics_window holding step k's:
-    # the logged means are then the same whenever the host looks, and resume with the state.
+    # Each metric's last metrics_window values (step k's in slot k % metrics_window) live in the
+    # state: the logged means then do not depend on when the host looks, and checkpoints keep them.
     names = ["loss", *sorted(aux_like)]
 
     def init_state(inputs, extra):
@@ -370,7 +370,7 @@ def _sync(
                 else "no checkpoint was written after it"
             )
             raise NonFiniteLossError(
-                f"non-finite loss ({float(m['loss'])}) or gradient norm "
+                f"non-finite loss ({float(m['last_loss'])}) or gradient norm "
                 f"({float(m['grad_norm'])}) at step {step}: training stopped before applying "
                 f"it; {kept}",
                 step,
