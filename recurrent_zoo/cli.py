@@ -8,6 +8,16 @@ from collections.abc import Sequence
 
 from recurrent_zoo.bench._common import UsageError
 
+#: Optional imports by top-level module, and the extra of ``pyproject.toml`` that installs each.
+EXTRAS = {
+    "matplotlib": "bench",
+    "tqdm": "bench",
+    "orbax": "train",
+    "datasets": "data",
+    "tokenizers": "data",
+    "safetensors": "data",
+}
+
 
 class _Parser(argparse.ArgumentParser):
     """Bad options exit with status 2 and one line saying what was wrong."""
@@ -26,10 +36,28 @@ def _list() -> int:
     return 0
 
 
+def _missing_dependency(error: ModuleNotFoundError, what: str) -> str | None:
+    """One line saying what to install for a missing optional module (None: not optional)."""
+    from recurrent_zoo.embeddings.bert import _DEFAULT_PACKAGE
+
+    module = (error.name or "").partition(".")[0]
+    if module in EXTRAS:
+        extra = EXTRAS[module]
+        return (
+            f"{what} needs the '{extra}' extra (no module {module!r}): "
+            f"pip install 'recurrent-zoo[{extra}]'"
+        )
+    if module == _DEFAULT_PACKAGE:
+        return f"{what}: {error}"  # the error says how to install it, and why --no-deps
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from recurrent_zoo import __version__
     from recurrent_zoo.bench import discover
 
     parser = _Parser(prog="recurrent-zoo", description="A zoo of recurrent layers for JAX/Flax.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="print the zoo, one line per layer")
     bench = sub.add_parser("bench", help="run a benchmark")
@@ -61,6 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except UsageError as e:
         print(f"recurrent-zoo: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        what = " ".join(
+            filter(None, [args.command, vars(args).get("bench"), vars(args).get("task")])
+        )
+        message = _missing_dependency(e, what)
+        if message is None:
+            raise  # not an optional dependency: a broken install, keep the traceback
+        print(f"recurrent-zoo: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -94,15 +94,44 @@ def test_loss_fn_may_return_extra_metrics(setup, straight):
         return loss, {"rmse": jnp.sqrt(2 * loss)}
 
     result = train(
-        model, with_metrics, batch_fn, tx, num_steps=NUM_STEPS, log_every=10, verbose=False
+        model, with_metrics, batch_fn, tx, num_steps=NUM_STEPS, metrics_window=2, verbose=False
     )
     jax.tree.map(np.testing.assert_allclose, result.variables, straight[0].variables)
-    record = result.history[-1]  # averaged over the interval's two steps, like the loss
+    record = result.history[-1]  # averaged over the last two steps, like the loss
     last = record["last_loss"]
     first = 2 * record["loss"] - last
     want = (np.sqrt(2 * first) + np.sqrt(2 * last)) / 2
     assert record["step"] == NUM_STEPS
     np.testing.assert_allclose(record["rmse"], want, rtol=1e-5)
+
+
+TIMING = ("tokens_per_s", "eta_s", "elapsed_s", "time")
+
+
+def figures(record: dict) -> dict:
+    """A record without its timings: what the run itself decides."""
+    return {k: v for k, v in record.items() if k not in TIMING}
+
+
+def test_reported_figures_do_not_depend_on_logging_or_checkpoints(setup, straight, tmp_path):
+    # The straight run logs every 4 steps and never checkpoints; this one logs every step and
+    # checkpoints every 5. Their records at steps 4, 8 and 12 must be the same to the bit.
+    every = train(
+        *setup,
+        num_steps=NUM_STEPS,
+        log_every=1,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=5,
+        verbose=False,
+    )
+    by_step = {r["step"]: figures(r) for r in every.history}
+    assert sorted(by_step) == list(range(1, NUM_STEPS + 1))
+    for record in straight[0].history:
+        assert figures(record) == by_step[record["step"]]
+    # "loss" at step k is the mean of the losses of steps k-9 … k (the default window of 10).
+    losses = np.array([by_step[k]["last_loss"] for k in sorted(by_step)])
+    for k, record in by_step.items():
+        np.testing.assert_allclose(record["loss"], losses[max(0, k - 10) : k].mean(), rtol=1e-6)
 
 
 def test_nan_guard_stops_naming_the_step_and_keeps_the_last_checkpoint(setup, tmp_path):
@@ -140,10 +169,14 @@ def test_cli_trains_like_the_api_and_resumes(straight, tmp_path, capsys):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     want = [json.loads(line) for line in straight[1].read_text().splitlines()]
     assert [r["step"] for r in records] == [4, 6, 8, 12]
-    np.testing.assert_allclose(records[-1]["last_loss"], want[-1]["last_loss"], rtol=1e-6)
+    for got, expected in zip(records[::2] + records[-1:], want):  # steps 4, 8, 12
+        assert got["step"] == expected["step"]
+        for name, value in figures(expected).items():
+            np.testing.assert_allclose(got[name], value, rtol=1e-6)
     out = capsys.readouterr()
     assert "step 12/12" in out.err and "tok/s" in out.err and "eta" in out.err
-    assert "done: 12 steps" in out.out
+    final = records[-1]["loss"]
+    assert f"done: 12 steps, final loss {final:.4e} (mean of the last 10 steps)" in out.out
     assert main(argv) == 0  # resumes at step 12: nothing left to do
     assert "resumed from the checkpoint of step 12" in capsys.readouterr().err
 
@@ -234,6 +267,8 @@ def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cach
     resumed = train(*setup, num_steps=NUM_STEPS, checkpoint_dir=ckpt, verbose=False)
     assert resumed.resumed_from == int(step)  # the checkpoint written on SIGTERM
     jax.tree.map(np.testing.assert_array_equal, resumed.variables, straight[0].variables)
+    # The loss window is part of the checkpoint: the last record is the straight run's.
+    assert figures(resumed.history[-1]) == figures(straight[0].history[-1])
 
 
 def test_two_processes_of_two_devices_give_the_one_device_numbers(

@@ -7,7 +7,6 @@ import json
 import os
 import platform
 import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,22 +89,13 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
-    """Yields items while printing ``desc i/total, elapsed, eta`` to stderr."""
-    items = list(items) if total is None else items
-    total = len(items) if total is None else total
-    start = time.perf_counter()
-    for i, item in enumerate(items):
-        yield item
-        done = i + 1
-        elapsed = time.perf_counter() - start
-        eta = elapsed / done * (total - done)
-        print(
-            f"\r{desc} {done}/{total}  {elapsed:6.1f}s elapsed  eta {eta:6.1f}s",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-    print(file=sys.stderr)
+    """Yields ``items`` under a tqdm progress bar on stderr (count, elapsed time, ETA).
+
+    ``total`` is only needed when ``items`` has no length (a generator).
+    """
+    from tqdm import tqdm
+
+    return iter(tqdm(items, desc=desc, total=total, file=sys.stderr, dynamic_ncols=True))
 
 
 def pyplot():

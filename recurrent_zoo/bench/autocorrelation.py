@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             max_tokens=max_tokens,
         )
         stats = autocorrelation(batches, bert, args.max_lag, args.contextual)
-    except (FileNotFoundError, ModuleNotFoundError, ConnectionError) as e:
+    except (FileNotFoundError, ConnectionError) as e:
         raise UsageError(str(e)) from e
     except ValueError as e:
         if isinstance(e, UsageError):

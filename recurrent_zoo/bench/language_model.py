@@ -262,6 +262,7 @@ def train_layer(
         num_steps=steps,
         seed=args.seed,
         log_every=min(args.log_every, steps),
+        metrics_window=min(args.log_every, steps),  # each curve point: the mean since the last
         verbose=False,
         handle_signals=False,
     )
@@ -310,7 +311,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         train_raw, val_raw, full_vocab = load_streams(
             args.source, args.model, args.validation_fraction, max_tokens
         )
-    except (FileNotFoundError, ModuleNotFoundError, ConnectionError, ValueError) as e:
+    except (FileNotFoundError, ConnectionError, ValueError) as e:
         raise UsageError(str(e)) from e
     vocab = Vocabulary(train_raw, sizes["vocab_size"], full_vocab)
     train_ids, val_ids = vocab(train_raw), vocab(val_raw)

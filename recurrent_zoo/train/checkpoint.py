@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import orbax.checkpoint as ocp
 
 
 class Checkpointer:
@@ -25,6 +24,8 @@ class Checkpointer:
     def __init__(self, directory: str | Path, keep: int = 2) -> None:
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep!r}")
+        import orbax.checkpoint as ocp  # the "train" extra; only checkpointing needs it
+
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=False
@@ -37,12 +38,16 @@ class Checkpointer:
 
     def save(self, step: int, state: Any) -> None:
         """Writes ``state`` as the checkpoint of ``step`` and waits until it is on disk."""
+        import orbax.checkpoint as ocp
+
         self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
         self._manager.wait_until_finished()
 
     def restore(self, like: Any, step: int | None = None) -> Any:
         """Reads the checkpoint of ``step`` (default: the latest) into the structure, shapes,
         dtypes and shardings of ``like`` (arrays or ``jax.ShapeDtypeStruct``s)."""
+        import orbax.checkpoint as ocp
+
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")

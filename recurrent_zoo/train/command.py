@@ -64,6 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--checkpoint-every", type=int, default=None, help="save every N steps")
     r.add_argument("--log-every", type=int, default=10, help="progress every N steps (10)")
     r.add_argument(
+        "--metrics-window",
+        type=int,
+        default=10,
+        help="the logged loss is the mean over the last N steps (10)",
+    )
+    r.add_argument(
         "--metrics",
         default=None,
         help="JSONL file of metrics (default: metrics.jsonl in the checkpoint folder)",
@@ -77,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    positive = ["num_layers", "d_model", "steps", "batch_size", "log_every"]
+    positive = ["num_layers", "d_model", "steps", "batch_size", "log_every", "metrics_window"]
     optional_positive = ["hidden_size", "seq_len", "checkpoint_every"]
     for name in positive + optional_positive:
         v = getattr(args, name)
@@ -162,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_dir=args.checkpoint_dir,
             checkpoint_every=args.checkpoint_every,
             log_every=args.log_every,
+            metrics_window=args.metrics_window,
             metrics_path=metrics,
             verbose=not args.quiet,
         )
@@ -172,7 +179,11 @@ def run(args: argparse.Namespace) -> int:
         return 128 + int(result.interrupted)
     last = result.history[-1] if result.history else {}
     if "loss" in last:
-        print(f"done: {result.step} steps, final loss {last['loss']:.4e}")
+        window = min(args.metrics_window, result.step)
+        print(
+            f"done: {result.step} steps, final loss {last['loss']:.4e} "
+            f"(mean of the last {window} steps)"
+        )
     return 0
 
 

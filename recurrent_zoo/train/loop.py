@@ -47,7 +47,8 @@ class TrainResult:
     """What :func:`train` returns.
 
     Attributes:
-      state: {"step", "params", "opt_state", "model_state"} (model_state: e.g. batch_stats).
+      state: {"step", "params", "opt_state", "model_state", "metrics"} (model_state: e.g.
+        batch_stats; metrics: the last ``metrics_window`` steps' loss and metrics).
       history: the records logged (also in the JSONL file).
       interrupted: the signal number that stopped the run early (a checkpoint was written), or
         None when it ran to the end.
@@ -140,6 +141,7 @@ def train(
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 2,
     log_every: int = 10,
+    metrics_window: int = 10,
     metrics_path: str | Path | None = None,
     verbose: bool = True,
     mesh: Mesh | None = None,
@@ -156,7 +158,7 @@ def train(
     Args:
       model: a flax module (e.g. :class:`recurrent_zoo.SequenceModel`).
       loss_fn: ``(predictions, batch) -> scalar``, or ``-> (scalar, {name: scalar})`` to log
-        more metrics (e.g. accuracy); they are averaged over each logging interval.
+        more metrics (e.g. accuracy); they are averaged like the loss.
       batch_fn: ``(key, step) -> batch``, a dict with "inputs" (and "targets", "lengths",
         "resets", anything the loss needs) or a pair ``(inputs, targets)``; arrays [B, ...] with
         B a multiple of the device count. It must depend only on its arguments, so that resuming
@@ -169,6 +171,10 @@ def train(
       keep_checkpoints: how many checkpoints to keep.
       log_every: print and record metrics every this many steps (the host only waits for the
         device at these points, so steps run ahead asynchronously in between).
+      metrics_window: the logged "loss" (and each metric of ``loss_fn``) at step k is the mean
+        over steps k − metrics_window + 1 … k (over all steps so far while k < metrics_window),
+        so it does not depend on ``log_every`` or ``checkpoint_every``, and a resumed run logs
+        the figures of an uninterrupted one.
       metrics_path: JSONL file the records are appended to.
       verbose: print progress.
       mesh: the device mesh (default: all devices on one "data" axis).
@@ -183,6 +189,8 @@ def train(
         raise ValueError(f"num_steps must be an int >= 0, got {num_steps!r}")
     if log_every < 1:
         raise ValueError(f"log_every must be >= 1, got {log_every!r}")
+    if not isinstance(metrics_window, int) or metrics_window < 1:
+        raise ValueError(f"metrics_window must be an int >= 1, got {metrics_window!r}")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be None or >= 1, got {checkpoint_every!r}")
     mesh = data_mesh() if mesh is None else mesh
@@ -202,53 +210,72 @@ def train(
             kw["train"] = train
         return kw
 
+    def init_variables(inputs, extra):
+        variables = dict(model.init(init_key, inputs, **{**extra, **model_kwargs({}, False)}))
+        return variables.pop("params"), variables
+
+    def loss_of(params, model_state, batch, k):
+        variables = {"params": params, **model_state}
+        rngs = {"dropout": jax.random.fold_in(dropout_key, k)}
+        kw = model_kwargs(batch, True)
+        if model_state:
+            pred, model_state = model.apply(
+                variables, batch["inputs"], rngs=rngs, mutable=sorted(model_state), **kw
+            )
+        else:
+            pred = model.apply(variables, batch["inputs"], rngs=rngs, **kw)
+        out = loss_fn(pred, batch)
+        loss, aux = out if isinstance(out, tuple) else (out, {})
+        return loss, (dict(aux), dict(model_state))
+
+    extra = {k: first[k] for k in MODEL_KWARGS if k in first}
+    abstract = jax.eval_shape(init_variables, first["inputs"], extra)
+    _, (aux_like, _) = jax.eval_shape(loss_of, *abstract, first, 0)
+    for name, value in aux_like.items():
+        if np.shape(value) != ():
+            raise ValueError(f"loss_fn's metric {name!r} must be a scalar, got shape {value.shape}")
+    # Each metric's last metrics_window values (step k's in slot k % metrics_window) live in the
+    # state: the logged means then do not depend on when the host looks, and checkpoints keep them.
+    names = ["loss", *sorted(aux_like)]
+
     def init_state(inputs, extra):
-        variables = model.init(init_key, inputs, **{**extra, **model_kwargs({}, False)})
-        variables = dict(variables)
-        params = variables.pop("params")
+        params, model_state = init_variables(inputs, extra)
         return {
             "step": jnp.zeros((), jnp.int32),
             "params": params,
             "opt_state": optimizer.init(params),
-            "model_state": variables,
+            "model_state": model_state,
+            "metrics": {n: jnp.zeros(metrics_window, jnp.float32) for n in names},
         }
 
-    extra = {k: first[k] for k in MODEL_KWARGS if k in first}
     state = jax.jit(init_state, out_shardings=rep)(first["inputs"], extra)
-    mutable = sorted(state["model_state"])
 
     def train_step(state, batch, k):
-        rngs = {"dropout": jax.random.fold_in(dropout_key, k)}
-
-        def loss_of(params):
-            variables = {"params": params, **state["model_state"]}
-            kw = model_kwargs(batch, True)
-            if mutable:
-                pred, model_state = model.apply(
-                    variables, batch["inputs"], rngs=rngs, mutable=mutable, **kw
-                )
-            else:
-                pred, model_state = model.apply(variables, batch["inputs"], rngs=rngs, **kw), {}
-            out = loss_fn(pred, batch)
-            loss, aux = out if isinstance(out, tuple) else (out, {})
-            return loss, (dict(aux), dict(model_state))
-
         (loss, (aux, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(
-            state["params"]
+            state["params"], state["model_state"], batch, k
         )
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        values = {"loss": loss, **aux}
+        window = {
+            n: w.at[k % metrics_window].set(jnp.asarray(values[n], jnp.float32))
+            for n, w in state["metrics"].items()
+        }
         new = {
             "step": state["step"] + 1,
             "params": optax.apply_updates(state["params"], updates),
             "opt_state": opt_state,
             "model_state": model_state,
+            "metrics": window,
         }
         grad_norm = optax.tree.norm(grads)
         # A non-finite step is not applied; the step check keeps the state frozen from then on
         # (later steps carry k > state.step), so the host can stop at its next sync.
         ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (state["step"] == k)
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
-        return new, {**aux, "loss": loss, "grad_norm": grad_norm, "ok": ok}
+        # Slots not yet written hold zeros, so the sum over the window is the sum so far.
+        count = jnp.minimum(k + 1, metrics_window)
+        means = {n: jnp.sum(w) / count for n, w in window.items()}
+        return new, {**means, "last_loss": loss, "grad_norm": grad_norm, "ok": ok}
 
     step_fn = jax.jit(
         train_step,
@@ -333,7 +360,7 @@ def _sync(
     ckpt: Checkpointer | None,
     last_saved: int | None,
 ) -> dict[str, Any]:
-    """Waits for the pending steps, stops on a non-finite one, logs the interval's metrics."""
+    """Waits for the pending steps, stops on a non-finite one, logs the metrics of step k."""
     values = jax.device_get([m for _, m in pending])
     for (step, _), m in zip(pending, values):
         if not m["ok"]:
@@ -343,18 +370,14 @@ def _sync(
                 else "no checkpoint was written after it"
             )
             raise NonFiniteLossError(
-                f"non-finite loss ({float(m['loss'])}) or gradient norm "
+                f"non-finite loss ({float(m['last_loss'])}) or gradient norm "
                 f"({float(m['grad_norm'])}) at step {step}: training stopped before applying "
                 f"it; {kept}",
                 step,
             )
-    losses = [float(m["loss"]) for m in values]
-    record = {
-        "loss": float(np.mean(losses)),
-        "last_loss": losses[-1],
-        "grad_norm": float(values[-1]["grad_norm"]),
-    }
-    for name in values[-1]:
-        if name not in ("loss", "grad_norm", "ok"):
-            record[name] = float(np.mean([m[name] for m in values]))
+    # Every figure is step k's own: window means, the loss and gradient norm of step k.
+    last = values[-1]
+    record = {"loss": float(last["loss"]), "last_loss": float(last["last_loss"])}
+    record["grad_norm"] = float(last["grad_norm"])
+    record.update({n: float(v) for n, v in last.items() if n not in record and n != "ok"})
     return logger.log(k, record)
