@@ -235,13 +235,38 @@ def pre_activation(
     a = matmul(h, kernel)
     if bias is not None:
         a = a + bias.astype(a.dtype)
-    if pre is not None:
-        k = pre.shape[-1]
-        if k == a.shape[-1]:
-            return a + pre
-        # In place: a concatenate here makes XLA's CPU backend pick between operands per element.
-        a = jax.lax.dynamic_update_slice_in_dim(a, a[..., :k] + pre, 0, axis=-1)
-    return a
+    return a if pre is None else _add_pre(a, pre)
+
+
+def _add_pre(a: Array, pre: Array, in_place: bool = True) -> Array:
+    """``a + [pre | 0]``.
+
+    In place where ``a`` is kept (a concatenate there makes XLA's CPU backend pick between
+    operands per element); as a concatenate where only the cell reads ``a``: its slices at block
+    boundaries then read the two parts directly, and the whole step fuses into one loop.
+    """
+    k = pre.shape[-1]
+    if k == a.shape[-1]:
+        return a + pre
+    if in_place:
+        return jax.lax.dynamic_update_slice_in_dim(a, a[..., :k] + pre, 0, axis=-1)
+    return jnp.concatenate([a[..., :k] + pre, a[..., k:]], axis=-1)
+
+
+def matmul_cell_step(
+    cell: Callable[[Any, Array, Array, Any], Array],
+    kernel: Array,
+    params: Any,
+    h: Array,
+    u: Any = None,
+    *,
+    pre: Array | None = None,
+    bias: Array | None = None,
+) -> Array:
+    """One step of :func:`scan_matmul_cell`'s recurrence, without resets or padding: the new state
+    ``cell(params, h, h @ kernel + bias + [pre | 0], u)``."""
+    a = pre_activation(h, kernel, bias)
+    return cell(params, h, a if pre is None else _add_pre(a, pre, in_place=False), u)
 
 
 def batch_groups(batch: int, groups: int | None = None) -> tuple[int, ...]:
@@ -363,6 +388,68 @@ def _matmul_scan_jvp(cell, unroll, elementwise, sizes, primals, tangents):
     return (h_T, hs), (dh_T, dhs)
 
 
+def _stepwise(project, cell):
+    """The cell with the input projection done in the step: reads ``x_t``, not ``(pre_t, u_t)``."""
+
+    def step_cell(qs, h, a, x_t):
+        params, q_in = qs
+        pre_t, u_t = project(q_in, x_t)
+        return cell(params, h, a if pre_t is None else _add_pre(a, pre_t, in_place=False), u_t)
+
+    return step_cell
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3, 4, 5))
+def _projected_scan(
+    project,
+    cell,
+    unroll,
+    elementwise,
+    sizes,
+    stepwise,
+    q_in,
+    x,
+    kernel,
+    bias,
+    params,
+    h0,
+    keep,
+    valid,
+):
+    if stepwise:
+        return _matmul_forward(
+            _stepwise(project, cell), unroll, sizes, kernel, bias, (params, q_in), None, x, h0,
+            keep, valid,
+        )  # fmt: skip
+    pre, u = project(q_in, x)
+    return _matmul_forward(cell, unroll, sizes, kernel, bias, params, pre, u, h0, keep, valid)
+
+
+def _instantiate(tree: Any) -> Any:
+    is_zero = lambda t: isinstance(t, jax.custom_derivatives.SymbolicZero)
+    return jax.tree.map(
+        lambda t: jnp.zeros(t.shape, t.dtype) if is_zero(t) else t, tree, is_leaf=is_zero
+    )
+
+
+@partial(_projected_scan.defjvp, symbolic_zeros=True)
+def _projected_scan_jvp(project, cell, unroll, elementwise, sizes, stepwise, primals, tangents):
+    # Derivatives project all steps at once, as the tangent's terms over all steps need.
+    q_in, x, *rest = primals
+    dq_in, dx, *drest = tangents
+    if isinstance(dx, jax.custom_derivatives.SymbolicZero):  # no dx @ W matmul of zeros
+        (pre, u), (dpre, du) = jax.jvp(lambda q: project(q, x), (q_in,), (_instantiate(dq_in),))
+    else:
+        (pre, u), (dpre, du) = jax.jvp(project, (q_in, x), (_instantiate(dq_in), dx))
+    kernel, bias, params, h0, keep, valid = rest
+    dkernel, dbias, dparams, dh0, dkeep, dvalid = _instantiate(drest)
+    return jax.jvp(
+        partial(_matmul_scan, cell, unroll, elementwise, sizes),
+        (kernel, bias, params, pre, u, h0, keep, valid),
+        (dkernel, dbias, dparams, dpre, du, dh0, dkeep, dvalid),
+    )
+
+
 def _elementwise_tangent(
     cell, unroll, sizes, kernel, params, u, h_in, a, coeffs, tangents, keep, valid
 ):
@@ -433,6 +520,9 @@ def scan_matmul_cell(
     unroll: int = 1,
     elementwise: bool = False,
     groups: int | None = None,
+    project: Callable[[Any, Array], tuple[Array | None, Any]] | None = None,
+    x: Array | None = None,
+    project_params: Any = None,
 ) -> tuple[Array, Array]:
     """Runs ``h_t = cell(params, h̃, a_t, u_t)`` with ``a_t = h̃ @ kernel + bias + [pre_t | 0]``.
 
@@ -459,6 +549,11 @@ def scan_matmul_cell(
         cell.
       groups: how many groups of batch rows each step runs side by side (None: see
         :func:`batch_groups`); results agree across groupings up to rounding.
+      project: instead of ``pre`` and ``u``, the input projection
+        ``project(project_params, x) -> (pre, u)`` of raw inputs ``x`` [T, B, D] (time-major),
+        applied row by row (must not close over traced values). Derivatives project all steps at
+        once; the forward pass alone projects each step inside the loop on the CPU (see the
+        comment above :func:`matmul`). Results agree up to rounding.
 
     Returns:
       ``(h_T [B, N], hs [T, B, N])``; differentiable in kernel, bias, params, pre, u and h0 in
@@ -466,22 +561,30 @@ def scan_matmul_cell(
     """
     dt = h0.dtype
     n = h0.shape[-1]
+    if project is not None:
+        pre, u = jax.eval_shape(project, project_params, x)
     if pre is not None and pre.shape[-1] > kernel.shape[-1]:
         raise ValueError(
             f"pre's last axis must be at most the kernel's {kernel.shape[-1]}, got {pre.shape}"
         )
     if elementwise:
         blocked = [("kernel", kernel), ("pre", pre), *(("u", x) for x in jax.tree.leaves(u))]
-        for name, x in blocked:
-            if x is not None and x.shape[-1] % n:
+        for name, b in blocked:
+            if b is not None and b.shape[-1] % n:
                 raise ValueError(
                     f"elementwise cell: {name}'s last axis must be a multiple of the state size "
-                    f"{n}, got shape {x.shape}"
+                    f"{n}, got shape {b.shape}"
                 )
     # Flags enter as float so that the custom JVP has only float inputs.
     keep = None if resets is None else (~resets).astype(dt)[..., None]
     valid = None if mask is None else mask.astype(dt)[..., None]
     sizes = batch_groups(h0.shape[0], groups)
+    if project is not None:
+        stepwise = jax.default_backend() == "cpu"
+        return _projected_scan(
+            project, cell, unroll, elementwise, sizes, stepwise, project_params, x, kernel, bias,
+            params, h0, keep, valid,
+        )  # fmt: skip
     return _matmul_scan(
         cell, unroll, elementwise, sizes, kernel, bias, params, pre, u, h0, keep, valid
     )

@@ -207,14 +207,14 @@ class CellLayer(RecurrentLayer):
         # Time-major before projecting: x [B, T, D_in] is the smallest array to transpose, and
         # the projection is then one 2-D matmul whose rows the scan reads in order.
         tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)
-        pre, u = self._inputs(p, tm(x))
         h_T, hs = scan.scan_matmul_cell(
             self._cell,
             self._kernel(p),
             self._cell_params(p),
             h0,
-            u,
-            pre=pre,
+            project=self._inputs,
+            x=tm(x),
+            project_params=self._input_params(p),
             bias=self._recurrent_bias(p),
             resets=tm(resets),
             mask=tm(mask),
@@ -226,10 +226,15 @@ class CellLayer(RecurrentLayer):
 
     def _step(self, h, x_t):
         p = self._params(x_t.shape[-1])
-        pre, u = self._inputs(p, x_t)
-        a = scan.pre_activation(h, self._kernel(p), self._recurrent_bias(p), pre)
-        h = self._cell(self._cell_params(p), h, a, u)
+        pre, u = self._step_inputs(p, x_t)
+        h = scan.matmul_cell_step(
+            self._cell, self._kernel(p), self._cell_params(p), h, u, pre=pre,
+            bias=self._recurrent_bias(p),
+        )  # fmt: skip
         return h, h
+
+    def _step_inputs(self, p: dict[str, Any], x_t: Array) -> tuple[Array | None, Any]:
+        return self._inputs(self._input_params(p), x_t)
 
     def _recurrent_kernel(self, p: dict[str, Any]) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -80,13 +80,27 @@ class GRU(CellLayer):
             "bh": self.param("recurrent_bias", nn.initializers.zeros, (3 * n,), pd),
         }
 
-    def _inputs(self, p: dict[str, Any], x: Array) -> tuple[Array, Array]:
+    def _input_params(self, p: dict[str, Any]) -> dict[str, Array]:
+        n, sd = self.hidden_size, self.state_dtype
+        return {
+            "W_rz": p["Wi"][:, : 2 * n].astype(self.dtype),
+            "W_n": p["Wi"][:, 2 * n :].astype(self.dtype),
+            "b_n": p["bi"][2 * n :].astype(sd),
+        }
+
+    def _inputs(self, q: dict[str, Array], x: Array) -> tuple[Array, Array]:
         # r and z read W_i x + b_i added to W_h h + b_h (their b_i joins b_h in the loop); n
         # reads its input part on its own.
+        sd = self.state_dtype
+        gi_n = project(x, q["W_n"], self.dtype, sd) + q["b_n"]
+        return project(x, q["W_rz"], self.dtype, sd), gi_n
+
+    def _step_inputs(self, p: dict[str, Any], x_t: Array) -> tuple[Array, Array]:
+        # One matmul by the whole kernel, then slices of its small result: a step that sliced
+        # the kernel would copy it at every call.
         n, sd = self.hidden_size, self.state_dtype
-        pre = project(x, p["Wi"][:, : 2 * n], self.dtype, sd)
-        gi_n = project(x, p["Wi"][:, 2 * n :], self.dtype, sd) + p["bi"][2 * n :].astype(sd)
-        return pre, gi_n
+        g = project(x_t, p["Wi"], self.dtype, sd)
+        return g[..., : 2 * n], g[..., 2 * n :] + p["bi"][2 * n :].astype(sd)
 
     def _recurrent_kernel(self, p: dict[str, Any]) -> Array:
         return p["Wh"]
