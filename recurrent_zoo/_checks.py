@@ -156,7 +156,17 @@ def choice(value: Any, allowed: Sequence[Any], name: str) -> None:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
+def positive_int(value: Any, name: str) -> None:
+    """``value`` is a positive int: Python's or NumPy's, and not a bool (True is not 1 unit)."""
+    is_int = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+    if not (is_int and value >= 1):
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 def optional_positive_int(value: Any, name: str) -> None:
-    """``value`` is None or a positive int (a bool is not taken for one)."""
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    """``value`` is None or a positive int, as :func:`positive_int` takes one."""
+    if value is not None:
+        try:
+            positive_int(value, name)
+        except ValueError:
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}") from None

@@ -30,13 +30,25 @@ def ring(
     ν = √(U·(r_max² − r_min²) + r_min²) is uniform in area, θ ~ U[min_phase, max_phase].
     Returns (ν, θ), each [n] float32.
     """
-    if not 0.0 <= r_min <= r_max <= 1.0:
-        raise ValueError(f"need 0 <= r_min <= r_max <= 1, got r_min={r_min}, r_max={r_max}")
+    check_ring(r_min, r_max, min_phase, max_phase)
     k_nu, k_theta = jax.random.split(key)
     u = jax.random.uniform(k_nu, (n,))
     nu = jnp.sqrt(u * (r_max**2 - r_min**2) + r_min**2)
     theta = jax.random.uniform(k_theta, (n,), minval=min_phase, maxval=max_phase)
     return nu, theta
+
+
+def check_ring(r_min: float, r_max: float, min_phase: float, max_phase: float) -> None:
+    """Checks the ring's bounds: 0 ≤ r_min ≤ r_max ≤ 1 and min_phase ≤ max_phase."""
+    if not 0.0 <= r_min <= r_max <= 1.0:
+        raise ValueError(
+            f"r_min and r_max must satisfy 0 <= r_min <= r_max <= 1, got r_min={r_min}, "
+            f"r_max={r_max}"
+        )
+    if not min_phase <= max_phase:
+        raise ValueError(
+            f"min_phase must not exceed max_phase, got min_phase={min_phase}, max_phase={max_phase}"
+        )
 
 
 def _reshape_spectrum(g: np.ndarray, nu0: float, theta0: float) -> np.ndarray:
@@ -96,13 +108,42 @@ def chrono(t_min: float, t_max: float) -> Initializer:
     On a GRU update gate z = σ(b) with h' = (1 − z) n + z h, the state forgets at a rate
     1 − z ≈ 1/(1 + e^b), so memory times spread over [t_min, t_max] steps.
     """
-    if not 0 < t_min <= t_max:
-        raise ValueError(f"chrono init needs 0 < t_min <= t_max, got ({t_min}, {t_max})")
+    chrono_range((t_min, t_max), "chrono's (t_min, t_max)")
 
     def init(key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
         return jnp.log(jax.random.uniform(key, shape, jnp.float32, t_min, t_max)).astype(dtype)
 
     return init
+
+
+def per_gate(init: Initializer, gates: int) -> Initializer:
+    """``init`` drawn independently for each gate's [n, n] block of an [n, gates·n] kernel."""
+
+    def init_gates(key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
+        n = shape[0]
+        if shape != (n, gates * n):
+            raise ValueError(f"per-gate init needs shape (n, {gates}·n), got {shape}")
+        keys = jax.random.split(key, gates)
+        return jnp.concatenate([init(k, (n, n), dtype) for k in keys], axis=1)
+
+    return init_gates
+
+
+def chrono_range(
+    value: float | tuple[float, float], name: str = "chrono_init"
+) -> tuple[float, float]:
+    """A chrono-init field as ``(t_min, t_max)``: a time scale T means (T, 2T)."""
+    pair = (value, 2 * value) if isinstance(value, int | float) else value
+    try:
+        lo, hi = (float(v) for v in pair)
+        ok = 0 < lo <= hi < math.inf
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{name} must be T > 0 or (T_min, T_max) with 0 < T_min <= T_max, finite, got {value!r}"
+        )
+    return lo, hi
 
 
 orthogonal = jax.nn.initializers.orthogonal

@@ -14,7 +14,7 @@ Which parameters are "recurrent" (every other one is "default"):
 layer                          recurrent parameters
 =============================  =============================================================
 ``rnn``, ``ln_rnn``            ``recurrent_kernel``
-``gru``                        ``recurrent_kernel`` (``recurrent_bias`` is "default": it adds
+``gru``, ``lstm``              ``recurrent_kernel`` (``recurrent_bias`` is "default": it adds
                                to the gates but does not multiply h, so it does not set the
                                memory; it is a bias like ``input_bias``)
 ``crnn``, ``lru``              λ's two parameters (``nu_log``/``theta_log``, ``nu``/``theta``,

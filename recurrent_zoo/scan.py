@@ -47,10 +47,10 @@ def resolve_method(method: str, structure: Structure = "diagonal") -> str:
 
 
 def valid_mask(lengths: Array | None, T: int) -> Array | None:
-    """[B, T] bool: True where t < lengths[b]; None when there is no padding."""
+    """bool [*batch, T] from lengths [*batch]: True where t < lengths; None without padding."""
     if lengths is None:
         return None
-    return jnp.arange(T)[None, :] < lengths[:, None]
+    return jnp.arange(T) < lengths[..., None]
 
 
 def time_permutation(lengths: Array | None, T: int) -> Array | None:
@@ -201,31 +201,42 @@ def _reads(f: Callable, x: Array) -> bool:
     return v in jaxpr.outvars or any(v is w for e in jaxpr.eqns for w in e.invars)
 
 
-def _diagonal_jacobians(f: Callable, h: Array, a: Array, u: Any) -> tuple[Array, Any]:
-    """``f(h, a, u)`` and its diagonal Jacobians ``(c_h [.., n] or None, c_a [.., m, n], c_u)``.
+def _diagonal_jacobians(f: Callable, s: tuple, a: Array, u: Any) -> tuple[tuple, Any]:
+    """``f(s, a, u)`` and its diagonal Jacobians ``(c_s, c_a, c_u)``, one entry per output block.
 
-    ``f`` must act feature by feature: output i reads ``h[i]`` and entry ``k·n + i`` of ``a``
-    and of each leaf of ``u``; a tangent of 1s on one block then gives that block's diagonal.
-    ``c_a`` and the leaves of ``c_u`` (a list) come split into blocks, as the tangent loop
-    reads them; ``c_h`` is None when f ignores h.
+    ``s`` is the state as a tuple of [.., n] blocks and ``f`` returns one of the same structure.
+    ``f`` must act feature by feature: feature i of every output block reads feature i of each
+    state block and entry ``k·n + i`` of ``a`` and of each leaf of ``u``; a tangent of 1s on one
+    block then gives that block's diagonals for every output block at once. For output block j:
+    ``c_s[j][i]`` [.., n] (None for a state block f ignores), ``c_a[j]`` [.., m, n] and
+    ``c_u[j]``, a list with one [.., m, n] per leaf of ``u``, split into blocks as the tangent
+    loop reads them.
     """
-    n = h.shape[-1]
-    h_new, lin = jax.linearize(f, h, a, u)
+    n = s[-1].shape[-1]
+    s_new, lin = jax.linearize(f, s, a, u)
     tree = jax.tree.structure(u)
-    zeros = [jnp.zeros_like(x) for x in (h, a, *jax.tree.leaves(u))]
+    zeros = [jnp.zeros_like(x) for x in (*s, a, *jax.tree.leaves(u))]
+    ns = len(s)
 
-    def diagonal(i: int) -> Array:
+    def columns(i: int) -> list[Array]:
+        """Per output block, the diagonals of its Jacobian in input ``zeros[i]``: [.., m, n]."""
         x = zeros[i]
         m = x.shape[-1] // n
         cols = []
         for k in range(m):
             e = jnp.zeros((m, n), x.dtype).at[k].set(1).reshape(-1)
             t = [*zeros[:i], jnp.broadcast_to(e, x.shape), *zeros[i + 1 :]]
-            cols.append(lin(t[0], t[1], jax.tree.unflatten(tree, t[2:])))
-        return jnp.stack(cols, axis=-2)
+            cols.append(lin(tuple(t[:ns]), t[ns], jax.tree.unflatten(tree, t[ns + 1 :])))
+        return [jnp.stack(c, axis=-2) for c in zip(*cols, strict=True)]
 
-    c_h = diagonal(0)[..., 0, :] if _reads(lambda x: f(x, a, u), h) else None
-    return h_new, (c_h, diagonal(1), [diagonal(i) for i in range(2, len(zeros))])
+    def reads(i: int) -> bool:
+        return _reads(lambda x: f((*s[:i], x, *s[i + 1 :]), a, u), s[i])
+
+    by_block = [[c[..., 0, :] for c in columns(i)] if reads(i) else None for i in range(ns)]
+    c_s = [[None if c is None else c[j] for c in by_block] for j in range(ns)]
+    c_u = list(zip(*(columns(i) for i in range(ns + 1, len(zeros))), strict=True))
+    c_u = [list(c) for c in c_u] if c_u else [[] for _ in range(ns)]
+    return s_new, (c_s, columns(ns), c_u)
 
 
 def pre_activation(
@@ -254,19 +265,19 @@ def _add_pre(a: Array, pre: Array, in_place: bool = True) -> Array:
 
 
 def matmul_cell_step(
-    cell: Callable[[Any, Array, Array, Any], Array],
+    cell: Callable[[Any, Any, Array, Any], Any],
     kernel: Array,
     params: Any,
-    h: Array,
+    s: Any,
     u: Any = None,
     *,
     pre: Array | None = None,
     bias: Array | None = None,
-) -> Array:
+) -> Any:
     """One step of :func:`scan_matmul_cell`'s recurrence, without resets or padding: the new state
-    ``cell(params, h, h @ kernel + bias + [pre | 0], u)``."""
-    a = pre_activation(h, kernel, bias)
-    return cell(params, h, a if pre is None else _add_pre(a, pre, in_place=False), u)
+    ``cell(params, s, h @ kernel + bias + [pre | 0], u)``, h being s or its last block."""
+    a = pre_activation(s[-1] if isinstance(s, tuple) else s, kernel, bias)
+    return cell(params, s, a if pre is None else _add_pre(a, pre, in_place=False), u)
 
 
 def batch_groups(batch: int, groups: int | None = None) -> tuple[int, ...]:
@@ -302,99 +313,118 @@ def _cat(xs: list[Array], axis: int = 0) -> Array:
 
 
 def _matmul_forward(
-    cell, unroll, sizes, kernel, bias, params, pre, u, h0, keep, valid, residuals=None
+    cell, unroll, sizes, kernel, bias, params, pre, u, s0, keep, valid, residuals=None
 ):
-    """The forward loop; ``residuals`` "a" or "jacobians" also emits what the tangent reads:
-    ``(hs, a or None, per-group [(c_h, c_a, c_u)] or None)``."""
-    jacobians = residuals == "jacobians"
-    keep_a = residuals == "a" or (jacobians and bool(jax.tree.leaves(params)))
+    """The forward loop over a state tuple ``s0`` whose last block the matmul reads.
 
-    def group_step(h_prev, pre_t, u_t, k_t, m_t):
-        h = _reset(k_t, h_prev)
-        a = pre_activation(h, kernel, bias, pre_t)
+    Returns ``(s_T, ys)`` with ys the last block's values [T, B, n]. ``residuals``, a set among
+    "a", "jacobians" and "states", makes ys ``(hs, a, per-group coefficients, states)`` with
+    None for what was not asked: what the tangent reads (see :func:`_matmul_scan_jvp`).
+    """
+    residuals = residuals or set()
+    jacobians, keep_a, keep_states = (k in residuals for k in ("jacobians", "a", "states"))
+
+    def group_step(s_prev, pre_t, u_t, k_t, m_t):
+        s = tuple(_reset(k_t, x) for x in s_prev)
+        a = pre_activation(s[-1], kernel, bias, pre_t)
         if jacobians:
-            h_new, coeffs = _diagonal_jacobians(partial(cell, params), h, a, u_t)
+            s_new, coeffs = _diagonal_jacobians(partial(cell, params), s, a, u_t)
         else:
-            h_new, coeffs = cell(params, h, a, u_t), None
-        return _hold(m_t, h_new, h_prev), a, coeffs
+            s_new, coeffs = cell(params, s, a, u_t), None
+        return tuple(map(partial(_hold, m_t), s_new, s_prev)), a, coeffs
 
-    def body(h_prev, xs_t):
+    def body(s_prev, xs_t):
         pre_t, u_t, k_t, m_t = xs_t
         groups = zip(
-            h_prev,
+            s_prev,
             _rows(pre_t, sizes),
             _tree_rows(u_t, sizes),
             _rows(k_t, sizes),
             _rows(m_t, sizes),
             strict=True,
         )
-        h_new, a, coeffs = zip(*(group_step(*g) for g in groups), strict=True)
-        if residuals is None:
-            return h_new, _cat(h_new)
+        s_new, a, coeffs = zip(*(group_step(*g) for g in groups), strict=True)
+        h = _cat([s[-1] for s in s_new])
+        if not residuals:
+            return s_new, h
         # Each group's coefficients stay arrays of their own: the tangent loop reads them as
         # they are (slicing them there would make JAX move the slices into a loop of its own).
-        return h_new, (_cat(h_new), _cat(a) if keep_a else None, coeffs if jacobians else None)
+        states = _tree_cat(s_new) if keep_states else None
+        return s_new, (h, _cat(a) if keep_a else None, coeffs if jacobians else None, states)
 
-    h_T, ys = jax.lax.scan(body, tuple(_rows(h0, sizes)), (pre, u, keep, valid), unroll=unroll)
-    return _cat(h_T), ys
+    s0 = tuple(_tree_rows(s0, sizes))
+    s_T, ys = jax.lax.scan(body, s0, (pre, u, keep, valid), unroll=unroll)
+    return _tree_cat(s_T), ys
+
+
+def _one_block(cell: Callable, q: Any, s: tuple, a: Array, u_t: Any) -> tuple:
+    """A cell over one array, as a cell over a one-block state tuple."""
+    return (cell(q, s[0], a, u_t),)
+
+
+def _tree_cat(groups: Any) -> Any:
+    """The inverse of :func:`_tree_rows` over a sequence of per-group pytrees (row axis 0)."""
+    return jax.tree.map(lambda *xs: _cat(list(xs)), *groups)
+
+
+def _shift_in(x0: Array, xs: Array, keep: Array | None) -> Array:
+    """The states each step reads, [T, B, ..]: x0 then xs[:-1], zeroed where a reset is asked."""
+    x_in = jnp.concatenate([x0[None], xs[:-1]], axis=0)
+    return x_in if keep is None else jnp.where(keep > 0, x_in, jnp.zeros_like(x_in))
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
-def _matmul_scan(cell, unroll, elementwise, sizes, kernel, bias, params, pre, u, h0, keep, valid):
-    return _matmul_forward(cell, unroll, sizes, kernel, bias, params, pre, u, h0, keep, valid)
+def _matmul_scan(cell, unroll, elementwise, sizes, kernel, bias, params, pre, u, s0, keep, valid):
+    return _matmul_forward(cell, unroll, sizes, kernel, bias, params, pre, u, s0, keep, valid)
 
 
 @_matmul_scan.defjvp
 def _matmul_scan_jvp(cell, unroll, elementwise, sizes, primals, tangents):
-    # With h̃_{t−1} the state after a reset, a_t = h̃_{t−1} W + b + p_t and h_t = cell(q, h̃, a_t, u_t):
-    #   dh_t = J_h dh̃_{t−1} + J_a (dh̃_{t−1} W + h̃_{t−1} dW + db + dp_t) + J_u du_t + J_q dq.
-    # The drive h̃ dW + db + dp is formed over all T·B rows at once; the loop carries dh alone.
-    kernel, bias, params, pre, u, h0, keep, valid = primals
-    dkernel, dbias, dparams, dpre, du, dh0, _, _ = tangents
-    h_T, (hs, a, coeffs) = _matmul_forward(
-        cell,
-        unroll,
-        sizes,
-        kernel,
-        bias,
-        params,
-        pre,
-        u,
-        h0,
-        keep,
-        valid,
-        residuals="jacobians" if elementwise else "a",
+    # With s̃_{t−1} the state after a reset, h̃ its last block, a_t = h̃ W + b + p_t and
+    # s_t = cell(q, s̃, a_t, u_t):
+    #   ds_t = J_s ds̃_{t−1} + J_a (dh̃_{t−1} W + h̃_{t−1} dW + db + dp_t) + J_u du_t + J_q dq.
+    # The drive h̃ dW + db + dp is formed over all T·B rows at once; the loop carries ds alone.
+    kernel, bias, params, pre, u, s0, keep, valid = primals
+    dkernel, dbias, dparams, dpre, du, ds0, _, _ = tangents
+    # A cell with parameters, or one without diagonal Jacobians, is re-linearised over every
+    # step's whole input state; otherwise the last block (what the matmul reads) is enough.
+    has_params = bool(jax.tree.leaves(params))
+    need_states = len(s0) > 1 and (not elementwise or has_params)
+    residuals = {"jacobians"} if elementwise else {"a"}
+    residuals |= {"a"} if has_params else set()
+    residuals |= {"states"} if need_states else set()
+    s_T, (hs, a, coeffs, states) = _matmul_forward(
+        cell, unroll, sizes, kernel, bias, params, pre, u, s0, keep, valid, residuals
     )
-    h_in = jnp.concatenate([h0[None], hs[:-1]], axis=0)
-    if keep is not None:
-        h_in = jnp.where(keep > 0, h_in, jnp.zeros_like(h_in))
+    h_in = _shift_in(s0[-1], hs, keep)
+    s_in = tuple(map(partial(_shift_in, keep=keep), s0, states)) if need_states else (h_in,)
     if elementwise:
-        dh_T, dhs = _elementwise_tangent(
-            cell, unroll, sizes, kernel, params, u, h_in, a, coeffs, tangents, keep, valid
+        ds_T, dhs = _elementwise_tangent(
+            cell, unroll, sizes, kernel, params, u, s_in, a, coeffs, tangents, keep, valid
         )
-        return (h_T, hs), (dh_T, dhs)
+        return (s_T, hs), (ds_T, dhs)
     drive = pre_activation(h_in, dkernel, dbias, dpre)
 
-    def body(dh_prev, xs_t):
-        h_t, a_t, u_t, d_t, du_t, k_t, m_t = xs_t
-        dh = _reset(k_t, dh_prev)
-        da = matmul(dh, kernel) + d_t
-        _, dh_new = jax.jvp(cell, (params, h_t, a_t, u_t), (dparams, dh, da, du_t))
-        dh_new = _hold(m_t, dh_new, dh_prev)
-        return dh_new, dh_new
+    def body(ds_prev, xs_t):
+        s_t, a_t, u_t, d_t, du_t, k_t, m_t = xs_t
+        ds = tuple(_reset(k_t, x) for x in ds_prev)
+        da = matmul(ds[-1], kernel) + d_t
+        _, ds_new = jax.jvp(cell, (params, s_t, a_t, u_t), (dparams, ds, da, du_t))
+        ds_new = tuple(map(partial(_hold, m_t), ds_new, ds_prev))
+        return ds_new, ds_new[-1]
 
-    xs = (h_in, a, u, drive, du, keep, valid)
-    dh_T, dhs = jax.lax.scan(body, dh0, xs, unroll=unroll)
-    return (h_T, hs), (dh_T, dhs)
+    xs = (s_in, a, u, drive, du, keep, valid)
+    ds_T, dhs = jax.lax.scan(body, ds0, xs, unroll=unroll)
+    return (s_T, hs), (ds_T, dhs)
 
 
 def _stepwise(project, cell):
     """The cell with the input projection done in the step: reads ``x_t``, not ``(pre_t, u_t)``."""
 
-    def step_cell(qs, h, a, x_t):
+    def step_cell(qs, s, a, x_t):
         params, q_in = qs
         pre_t, u_t = project(q_in, x_t)
-        return cell(params, h, a if pre_t is None else _add_pre(a, pre_t, in_place=False), u_t)
+        return cell(params, s, a if pre_t is None else _add_pre(a, pre_t, in_place=False), u_t)
 
     return step_cell
 
@@ -412,17 +442,17 @@ def _projected_scan(
     kernel,
     bias,
     params,
-    h0,
+    s0,
     keep,
     valid,
 ):
     if stepwise:
         return _matmul_forward(
-            _stepwise(project, cell), unroll, sizes, kernel, bias, (params, q_in), None, x, h0,
+            _stepwise(project, cell), unroll, sizes, kernel, bias, (params, q_in), None, x, s0,
             keep, valid,
         )  # fmt: skip
     pre, u = project(q_in, x)
-    return _matmul_forward(cell, unroll, sizes, kernel, bias, params, pre, u, h0, keep, valid)
+    return _matmul_forward(cell, unroll, sizes, kernel, bias, params, pre, u, s0, keep, valid)
 
 
 def _instantiate(tree: Any) -> Any:
@@ -441,21 +471,22 @@ def _projected_scan_jvp(project, cell, unroll, elementwise, sizes, stepwise, pri
         (pre, u), (dpre, du) = jax.jvp(lambda q: project(q, x), (q_in,), (_instantiate(dq_in),))
     else:
         (pre, u), (dpre, du) = jax.jvp(project, (q_in, x), (_instantiate(dq_in), dx))
-    kernel, bias, params, h0, keep, valid = rest
-    dkernel, dbias, dparams, dh0, dkeep, dvalid = _instantiate(drest)
+    kernel, bias, params, s0, keep, valid = rest
+    dkernel, dbias, dparams, ds0, dkeep, dvalid = _instantiate(drest)
     return jax.jvp(
         partial(_matmul_scan, cell, unroll, elementwise, sizes),
-        (kernel, bias, params, pre, u, h0, keep, valid),
-        (dkernel, dbias, dparams, dpre, du, dh0, dkeep, dvalid),
+        (kernel, bias, params, pre, u, s0, keep, valid),
+        (dkernel, dbias, dparams, dpre, du, ds0, dkeep, dvalid),
     )
 
 
 def _elementwise_tangent(
-    cell, unroll, sizes, kernel, params, u, h_in, a, coeffs, tangents, keep, valid
+    cell, unroll, sizes, kernel, params, u, s_in, a, coeffs, tangents, keep, valid
 ):
     """The tangent loop of an elementwise cell, over the same batch groups as the forward loop
-    (see the comment above); returns ``(dh_T, dhs)``."""
-    dkernel, dbias, dparams, dpre, du, dh0, _, _ = tangents
+    (see the comment above); returns ``(ds_T, dhs)``."""
+    dkernel, dbias, dparams, dpre, du, ds0, _, _ = tangents
+    h_in = s_in[-1]
     n = h_in.shape[-1]
     if dbias is None or dkernel.dtype != h_in.dtype:  # (a bf16 matmul would round ∂b)
         drive = pre_activation(h_in, dkernel, dbias)
@@ -463,54 +494,61 @@ def _elementwise_tangent(
         # [h̃ | 1] @ [dW; db]: reverse mode forms ∂b inside the ∂W matmul, not in a pass of its own.
         h_one = jnp.concatenate([h_in, jnp.ones_like(h_in[..., :1])], axis=-1)
         drive = matmul(h_one, jnp.concatenate([dkernel, dbias[None].astype(dkernel.dtype)]))
-    extra = None
-    if jax.tree.leaves(params):  # other cell parameters (none in the zoo), over all steps
-        extra = jax.jvp(lambda q: cell(q, h_in, a, u), (params,), (dparams,))[1]
+    extra = [None] * len(ds0)
+    if jax.tree.leaves(params):  # other cell parameters, over all steps
+        extra = jax.jvp(lambda q: cell(q, s_in, a, u), (params,), (dparams,))[1]
     groups = zip(
         coeffs,
         _rows(drive, sizes, 1),
         _rows(dpre, sizes, 1),
         _tree_rows(du, sizes, 1),
-        _rows(extra, sizes, 1),
+        _tree_rows(extra, sizes, 1),
         strict=True,
     )
     xs = []
-    for (c_h, c_a, c_u), drive_g, dpre_g, du_g, extra_g in groups:
-        i = _diagonal_apply(c_a, drive_g)
-        if dpre_g is not None:
-            # A term of its own rather than added into the drive: reverse mode then forms ∂pre
-            # from c_a and the cotangent directly, not by slicing (and re-adding) a [T, B, K] one.
-            i = i + _diagonal_apply(c_a[..., : dpre_g.shape[-1] // n, :], dpre_g)
-        for c, d in zip(c_u, jax.tree.leaves(du_g), strict=True):
-            i = i + _diagonal_apply(c, d)
-        if extra_g is not None:
-            i = i + extra_g
-        xs.append((c_h, c_a, i))
+    for (c_s, c_a, c_u), drive_g, dpre_g, du_g, extra_g in groups:
+        drives = []
+        for c_a_j, c_u_j, extra_j in zip(c_a, c_u, extra_g, strict=True):
+            i = _diagonal_apply(c_a_j, drive_g)
+            if dpre_g is not None:
+                # A term of its own rather than added into the drive: reverse mode then forms
+                # ∂pre from c_a and the cotangent directly, not by slicing (and re-adding) a
+                # [T, B, K] one.
+                i = i + _diagonal_apply(c_a_j[..., : dpre_g.shape[-1] // n, :], dpre_g)
+            for c, d in zip(c_u_j, jax.tree.leaves(du_g), strict=True):
+                i = i + _diagonal_apply(c, d)
+            drives.append(i if extra_j is None else i + extra_j)
+        xs.append((c_s, c_a, tuple(drives)))
     kernel_t = kernel.T
 
-    def group_step(dh_prev, c_h, c_a, i_t, k_t, m_t):
-        dh = _reset(k_t, dh_prev)
-        dh_new = _diagonal_apply(c_a, _matmul_t(dh, kernel_t)) + i_t
-        if c_h is not None:
-            dh_new = dh_new + c_h * dh
-        return _hold(m_t, dh_new, dh_prev)
+    def group_step(ds_prev, c_s, c_a, i_t, k_t, m_t):
+        ds = tuple(_reset(k_t, x) for x in ds_prev)
+        da = _matmul_t(ds[-1], kernel_t)
+        ds_new = []
+        for c_s_j, c_a_j, i_j in zip(c_s, c_a, i_t, strict=True):
+            d = _diagonal_apply(c_a_j, da) + i_j
+            for c, x in zip(c_s_j, ds, strict=True):
+                if c is not None:
+                    d = d + c * x
+            ds_new.append(d)
+        return tuple(map(partial(_hold, m_t), ds_new, ds_prev))
 
-    def body(dh_prev, xs_t):
+    def body(ds_prev, xs_t):
         coeffs_t, k_t, m_t = xs_t
-        dh_new = tuple(group_step(*g) for g in zip(dh_prev, *zip(*coeffs_t), k_t, m_t, strict=True))
-        return dh_new, _cat(dh_new)
+        ds_new = tuple(group_step(*g) for g in zip(ds_prev, *zip(*coeffs_t), k_t, m_t, strict=True))
+        return ds_new, _cat([ds[-1] for ds in ds_new])
 
     # Flags split outside the loop too: they are residuals, like the coefficients.
     xs = (xs, _rows(keep, sizes, 1), _rows(valid, sizes, 1))
-    dh_T, dhs = jax.lax.scan(body, tuple(_rows(dh0, sizes)), xs, unroll=unroll)
-    return _cat(dh_T), dhs
+    ds_T, dhs = jax.lax.scan(body, tuple(_tree_rows(ds0, sizes)), xs, unroll=unroll)
+    return _tree_cat(ds_T), dhs
 
 
 def scan_matmul_cell(
-    cell: Callable[[Any, Array, Array, Any], Array],
+    cell: Callable[[Any, Any, Array, Any], Any],
     kernel: Array,
     params: Any,
-    h0: Array,
+    h0: Array | tuple[Array, ...],
     u: Any = None,
     *,
     pre: Array | None = None,
@@ -523,19 +561,21 @@ def scan_matmul_cell(
     project: Callable[[Any, Array], tuple[Array | None, Any]] | None = None,
     x: Array | None = None,
     project_params: Any = None,
-) -> tuple[Array, Array]:
-    """Runs ``h_t = cell(params, h̃, a_t, u_t)`` with ``a_t = h̃ @ kernel + bias + [pre_t | 0]``.
+) -> tuple[Any, Array]:
+    """Runs ``s_t = cell(params, s̃, a_t, u_t)`` with ``a_t = h̃ @ kernel + bias + [pre_t | 0]``.
 
-    ``h̃`` is ``h_{t−1}``, or zeros where a reset is asked; ``y_t = h_t``. The cell's one
+    The state ``s`` is one array ``h`` [B, N], or a tuple of [B, N] blocks whose last block ``h``
+    is what the matmul reads and what is emitted (the LSTM's ``(c, h)``). ``s̃`` is ``s_{t−1}``,
+    or zeros where a reset is asked, and ``h̃`` its last block; ``y_t = h_t``. The cell's one
     recurrent matmul is done here so that reverse mode forms the kernel's gradient in one matmul
     over all steps (see the comment above); results equal :func:`scan_cell` over the same cell.
 
     Args:
-      cell: ``(params, h [B, N], a [B, K], u_t) -> h [B, N]``; must not close over traced values
-        (pass them in ``params``).
+      cell: ``(params, s, a [B, K], u_t) -> s`` with ``s`` as ``h0``; must not close over traced
+        values (pass them in ``params``).
       kernel: [N, K] in the compute dtype; ``h @ kernel`` is returned in the state's dtype.
       params: pytree of the cell's other parameters.
-      h0: [B, N] initial state.
+      h0: [B, N] initial state, or a tuple of [B, N] blocks.
       u: per-step inputs pytree the cell reads, leaves [T, B, ...] (time-major).
       pre: [T, B, K'] inputs added to the first K' ≤ K columns of ``a_t``: the part of the
         input projection that enters the pre-activation additively.
@@ -543,10 +583,10 @@ def scan_matmul_cell(
       resets: [T, B] bool; where True the state is zeroed before ``u_t`` is read.
       mask: [T, B] bool; where False the step is skipped (state held, a reset there ignored).
       unroll: steps unrolled per loop iteration.
-      elementwise: the cell acts feature by feature: output i reads only ``h[i]`` and entries
-        ``k·N + i`` of ``a`` and of each leaf of ``u`` (``pre`` and the leaves [T, B, m·N]). Its
-        Jacobians are then diagonal, and differentiation keeps them instead of re-running the
-        cell.
+      elementwise: the cell acts feature by feature: feature i of each output block reads only
+        feature i of each state block and entries ``k·N + i`` of ``a`` and of each leaf of ``u``
+        (``pre`` and the leaves [T, B, m·N]). Its Jacobians are then diagonal, and
+        differentiation keeps them instead of re-running the cell.
       groups: how many groups of batch rows each step runs side by side (None: see
         :func:`batch_groups`); results agree across groupings up to rounding.
       project: instead of ``pre`` and ``u``, the input projection
@@ -556,11 +596,22 @@ def scan_matmul_cell(
         comment above :func:`matmul`). Results agree up to rounding.
 
     Returns:
-      ``(h_T [B, N], hs [T, B, N])``; differentiable in kernel, bias, params, pre, u and h0 in
-      both modes.
+      ``(s_T, hs [T, B, N])``: the final state, structured as ``h0``, and every step's ``h``;
+      differentiable in kernel, bias, params, pre, u and h0 in both modes.
     """
-    dt = h0.dtype
-    n = h0.shape[-1]
+    blocks = h0 if isinstance(h0, tuple) else (h0,)
+    dt = blocks[-1].dtype
+    n = blocks[-1].shape[-1]
+    for i, b in enumerate(blocks):
+        if b.shape != blocks[-1].shape or b.dtype != dt:
+            raise ValueError(
+                f"h0's blocks must share one shape and dtype, got block {i} {b.shape} {b.dtype} "
+                f"and block {len(blocks) - 1} {blocks[-1].shape} {dt}"
+            )
+    if kernel.shape[0] != n:
+        raise ValueError(
+            f"kernel's first axis must be the state size {n}, got shape {kernel.shape}"
+        )
     if project is not None:
         pre, u = jax.eval_shape(project, project_params, x)
     if pre is not None and pre.shape[-1] > kernel.shape[-1]:
@@ -575,19 +626,23 @@ def scan_matmul_cell(
                     f"elementwise cell: {name}'s last axis must be a multiple of the state size "
                     f"{n}, got shape {b.shape}"
                 )
+    if not isinstance(h0, tuple):
+        cell = partial(_one_block, cell)
     # Flags enter as float so that the custom JVP has only float inputs.
     keep = None if resets is None else (~resets).astype(dt)[..., None]
     valid = None if mask is None else mask.astype(dt)[..., None]
-    sizes = batch_groups(h0.shape[0], groups)
+    sizes = batch_groups(blocks[-1].shape[0], groups)
     if project is not None:
         stepwise = jax.default_backend() == "cpu"
-        return _projected_scan(
+        s_T, hs = _projected_scan(
             project, cell, unroll, elementwise, sizes, stepwise, project_params, x, kernel, bias,
-            params, h0, keep, valid,
+            params, blocks, keep, valid,
         )  # fmt: skip
-    return _matmul_scan(
-        cell, unroll, elementwise, sizes, kernel, bias, params, pre, u, h0, keep, valid
-    )
+    else:
+        s_T, hs = _matmul_scan(
+            cell, unroll, elementwise, sizes, kernel, bias, params, pre, u, blocks, keep, valid
+        )
+    return (s_T if isinstance(h0, tuple) else s_T[0]), hs
 
 
 def _apply(a: Array, h: Array, structure: Structure) -> Array:

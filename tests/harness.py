@@ -42,10 +42,12 @@ def _configs() -> dict[str, tuple[str, dict[str, Any]]]:
             cfg[f"lru_{p}"] = ("lru", {"parametrization": p})
     cfg["mh_linear_half_out5"] = ("mh_linear", {"num_heads": N // 2, "out_features": 5})
     cfg["gru_chrono"] = ("gru", {"chrono_init": 3.0})
+    cfg["lstm_chrono_forget0"] = ("lstm", {"chrono_init": (2.0, 8.0), "forget_bias": 0.0})
     # The matmul-cell scans over uneven groups of batch rows (B = 3: 2 + 1 and 1 + 1 + 1).
     cfg["gru_groups2"] = ("gru", {"batch_groups": 2})
     cfg["rnn_groups3"] = ("rnn", {"batch_groups": 3})
     cfg["ln_rnn_groups2"] = ("ln_rnn", {"batch_groups": 2})
+    cfg["lstm_groups2"] = ("lstm", {"batch_groups": 2})
     return cfg
 
 
@@ -87,6 +89,28 @@ class Case:
     @property
     def complex_state(self) -> bool:
         return jnp.issubdtype(self.layer().state_dtype, jnp.complexfloating)
+
+    # A state of several blocks (the LSTM's (c, h)) is one array [*batch, blocks·N] in the tests,
+    # its blocks concatenated in order, so that every check indexes, stacks and compares it like
+    # any other layer's; the layer sees its own structure.
+    @property
+    def state_blocks(self) -> int:
+        return len(jax.tree.leaves(self.layer().state_shape(())))
+
+    @property
+    def state_size(self) -> int:
+        return self.state_blocks * N
+
+    def to_layer_state(self, h: Any) -> Any:
+        """The tests' state array [..., blocks·N] as the layer's state structure."""
+        if h is None or self.state_blocks == 1:
+            return h
+        return tuple(jnp.split(jnp.asarray(h), self.state_blocks, axis=-1))
+
+    def from_layer_state(self, s: Any) -> Any:
+        """The layer's state as the tests' one array [..., blocks·N]."""
+        leaves = jax.tree.leaves(s)
+        return leaves[0] if len(leaves) == 1 else jnp.concatenate(leaves, axis=-1)
 
     # -- shared, compiled ------------------------------------------------------------------
     @property
@@ -152,7 +176,7 @@ class Case:
 
     def random_state(self, batch_shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        h = rng.normal(size=(*batch_shape, N))
+        h = rng.normal(size=(*batch_shape, self.state_size))
         if self.complex_state:
             h = h + 1j * rng.normal(size=h.shape)
             return h.astype(np.complex64)
@@ -186,23 +210,30 @@ def call_fn(case: Case, reverse: bool) -> Callable[..., Any]:
     layer = case.layer()
 
     def f(v, x, h0, resets, lengths):
-        return layer.apply(
+        h, y = layer.apply(
             v,
             x,
-            initial_state=h0,
+            initial_state=case.to_layer_state(h0),
             resets=resets,
             lengths=lengths,
             reverse=reverse,
             return_state=True,
         )
+        return case.from_layer_state(h), y
 
     return jit(f)
 
 
 @functools.cache
 def step_fn(config: str) -> Callable[..., Any]:
-    layer = Case(config).layer()
-    return jit(lambda v, h, x_t: layer.apply(v, h, x_t, method="step"))
+    case = Case(config)
+    layer = case.layer()
+
+    def f(v, h, x_t):
+        h, y = layer.apply(v, case.to_layer_state(h), x_t, method="step")
+        return case.from_layer_state(h), y
+
+    return jit(f)
 
 
 # The harness compiles a few hundred tiny programs; XLA's backend optimisations cost a third of

@@ -1,4 +1,4 @@
-"""Plain NumPy step-by-step references of the six layers, written from their equations.
+"""Plain NumPy step-by-step references of the seven layers, written from their equations.
 
 Nothing here imports the package: each reference reads the layer's parameters by name and runs
 one unbatched sequence in float64 (complex128 for complex states), one step at a time, so a bug
@@ -74,6 +74,32 @@ def torch_gru_step(
     return step
 
 
+def torch_lstm_step(
+    weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: np.ndarray, bias_hh: np.ndarray
+) -> Step:
+    """PyTorch's ``nn.LSTM`` cell in PyTorch's layout: weight_ih [4N, D], rows i, f, g, o.
+
+    The state is [c | h] [2N]: i = σ(W_ii x + b_ii + W_hi h + b_hi), f and o likewise,
+    g = tanh(W_ig x + b_ig + W_hg h + b_hg); c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c'); y = h'.
+    """
+    w_ii, w_if, w_ig, w_io = np.split(np.asarray(weight_ih, np.float64), 4, axis=0)
+    w_hi, w_hf, w_hg, w_ho = np.split(np.asarray(weight_hh, np.float64), 4, axis=0)
+    b_ii, b_if, b_ig, b_io = np.split(np.asarray(bias_ih, np.float64), 4)
+    b_hi, b_hf, b_hg, b_ho = np.split(np.asarray(bias_hh, np.float64), 4)
+
+    def step(state, x):
+        c, h = np.split(state, 2)
+        i = sigmoid(w_ii @ x + b_ii + w_hi @ h + b_hi)
+        f = sigmoid(w_if @ x + b_if + w_hf @ h + b_hf)
+        g = np.tanh(w_ig @ x + b_ig + w_hg @ h + b_hg)
+        o = sigmoid(w_io @ x + b_io + w_ho @ h + b_ho)
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        return np.concatenate([c, h]), h
+
+    return step
+
+
 def eigenvalues(parametrization: str, p: Mapping[str, Any]) -> np.ndarray:
     """λ ∈ ℂᴺ from the raw parameters, one closed form per parametrisation."""
     p = _f64(p)
@@ -136,6 +162,13 @@ def step_function(name: str, options: Mapping[str, Any], params: Mapping[str, An
     if name == "gru":
         # Our kernels are [D, 3N] (x @ W); PyTorch's are their transposes.
         return torch_gru_step(
+            np.asarray(params["input_kernel"]).T,
+            np.asarray(params["recurrent_kernel"]).T,
+            params["input_bias"],
+            params["recurrent_bias"],
+        )
+    if name == "lstm":
+        return torch_lstm_step(
             np.asarray(params["input_kernel"]).T,
             np.asarray(params["recurrent_kernel"]).T,
             params["input_bias"],

@@ -141,7 +141,7 @@ def test_bench_speed_end_to_end(tmp_path, capsys) -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--layers", "lstm"], "--layers"),
+        (["--layers", "transformer"], "--layers"),
         (["--scans", "magic"], "--scans"),
         (["--lengths", "0"], "--lengths"),
         (["--peers", "keras"], "--peers"),

@@ -71,6 +71,24 @@ def test_bidirectional_initial_state_pair_and_defaults() -> None:
     assert_close(h_b, hb, "backward state is the state after the whole reversed sequence")
 
 
+def test_bidirectional_lstm_carries_its_state_pairs() -> None:
+    """The LSTM's (c, h) inside the (forward, backward) pair: both halves as run alone."""
+    fwd, bwd = rz.LSTM(hidden_size=N), rz.LSTM(hidden_size=N)
+    bi = rz.Bidirectional(fwd, bwd)
+    v = bi.init(jax.random.key(0), jnp.zeros((1, 1, D)))
+    x = inputs((B, T, D))
+    s0 = jax.tree.map(lambda a: a + 0.5, bi.initial_state(B))
+    (h_f, h_b), y = bi.apply(v, x, initial_state=s0, lengths=LENGTHS, return_state=True)
+    kw = dict(lengths=LENGTHS, return_state=True)
+    hf, yf = fwd.apply({"params": v["params"]["forward"]}, x, initial_state=s0[0], **kw)
+    hb, yb = bwd.apply(
+        {"params": v["params"]["backward"]}, x, initial_state=s0[1], reverse=True, **kw
+    )
+    assert_close(y, jnp.concatenate([yf, yb], -1), "merged outputs")
+    chex.assert_trees_all_close(((h_f, h_b)), (hf, hb), rtol=1e-4, atol=1e-4)
+    assert len(h_f) == len(h_b) == 2  # (c, h) each
+
+
 def test_bidirectional_with_one_module_twice_has_two_parameter_sets() -> None:
     layer = rz.GRU(hidden_size=N)
     bi = rz.Bidirectional(layer, layer)
@@ -101,6 +119,7 @@ def test_registry() -> None:
         "mh_linear": rz.MultiHeadLinearRNN,
         "lru": rz.LRU,
         "gru": rz.GRU,
+        "lstm": rz.LSTM,
     }
     assert rz.LAYERS == expected
     for name, cls in rz.LAYERS.items():

@@ -44,6 +44,17 @@ def test_postnorm_mlp_block_equals_hand_written_composition(x):
     np.testing.assert_allclose(block.apply({"params": p}, x), want, rtol=1e-5, atol=1e-5)
 
 
+def test_lstm_block_step_equals_sequence_call(x):
+    block = rz.RecurrentBlock(rz.LSTM(hidden_size=5), norm="layer", mlp="glu")
+    v = block.init(jax.random.key(5), x)
+    s_seq, y_seq = block.apply(v, x, return_state=True)
+    s = block.initial_state(B)
+    for t in range(T):
+        s, y_t = block.apply(v, s, x[:, t], method="step")
+        np.testing.assert_allclose(y_t, y_seq[:, t], rtol=1e-4, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), s, s_seq)
+
+
 def test_block_passes_resets_lengths_initial_state_and_state_through(x):
     identity = lambda a: a
     block = rz.RecurrentBlock(rz.LRU(hidden_size=5), norm=None, mlp=None, activation=identity)

@@ -22,7 +22,12 @@ BF16_TOL = 0.05
 @functools.cache
 def _bf16_call(case: Case):
     layer = case.layer(dtype=jnp.bfloat16)
-    return jit(lambda v, x, h0: layer.apply(v, x, initial_state=h0, return_state=True))
+
+    def f(v, x, h0):
+        h, y = layer.apply(v, x, initial_state=case.to_layer_state(h0), return_state=True)
+        return case.from_layer_state(h), y
+
+    return jit(f)
 
 
 def _within(actual, expected, what: str) -> None:
@@ -51,7 +56,8 @@ def test_bfloat16_step_and_bfloat16_params(case: Case) -> None:
     v = jax.tree.map(lambda a: jnp.asarray(a, jnp.bfloat16), case.variables)
     h0 = case.random_state((B,))
     x_t = inputs((B, D))
-    h, y = layer.apply(v, h0, x_t, method="step")
+    h, y = layer.apply(v, case.to_layer_state(h0), x_t, method="step")
+    h = case.from_layer_state(h)
     chex.assert_type(y, jnp.bfloat16)
     chex.assert_type(h, case.layer().state_dtype)
     h32, y32 = case.step(h0, x_t)

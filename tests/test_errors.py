@@ -213,12 +213,13 @@ def test_num_heads_not_dividing_hidden_size() -> None:
         rz.MultiHeadLinearRNN(hidden_size=N, num_heads=3)
 
 
-def test_num_heads_not_positive() -> None:
-    with _raises(ValueError, "num_heads", "positive", "0"):
-        rz.MultiHeadLinearRNN(hidden_size=N, num_heads=0)
+@pytest.mark.parametrize("bad", [0, True])
+def test_num_heads_not_positive(bad) -> None:
+    with _raises(ValueError, "num_heads", "positive", repr(bad)):
+        rz.MultiHeadLinearRNN(hidden_size=N, num_heads=bad)
 
 
-@pytest.mark.parametrize("bad", [0, -2, 4.0])
+@pytest.mark.parametrize("bad", [0, -2, 4.0, True])
 def test_hidden_size_not_a_positive_int(bad) -> None:
     with _raises(ValueError, "hidden_size", "positive int", repr(bad)):
         rz.GRU(hidden_size=bad)
@@ -234,7 +235,7 @@ def test_phases_out_of_order() -> None:
         rz.LRU(hidden_size=N, max_phase=-1.0)
 
 
-@pytest.mark.parametrize("bad", [0, -1])
+@pytest.mark.parametrize("bad", [0, -1, True])
 def test_out_features_not_positive(bad: int) -> None:
     with _raises(ValueError, "out_features", "positive int or None", repr(bad)):
         rz.LRU(hidden_size=N, out_features=bad)
@@ -254,8 +255,8 @@ def test_batch_groups_not_a_positive_int(name: str, bad) -> None:
 
 
 def test_make_layer_with_unknown_name() -> None:
-    with _raises(ValueError, "layer name", "'lru'", "'lstm'"):
-        rz.make_layer("lstm", hidden_size=N)
+    with _raises(ValueError, "layer name", "'lru'", "'transformer'"):
+        rz.make_layer("transformer", hidden_size=N)
 
 
 def test_bidirectional_unknown_merge() -> None:

@@ -36,11 +36,12 @@ def test_gradients_match_finite_differences(case: Case) -> None:
             h, y = layer.apply(
                 {"params": params},
                 x,
-                initial_state=h0,
+                initial_state=case.to_layer_state(h0),
                 resets=resets,
                 lengths=lengths,
                 return_state=True,
             )
+            h = case.from_layer_state(h)
             assert y.dtype == jnp.float64 and h.dtype == h0.dtype
             return y, jnp.real(h), jnp.imag(h)
 
@@ -48,10 +49,10 @@ def test_gradients_match_finite_differences(case: Case) -> None:
     assert jnp.zeros(1).dtype == jnp.float32  # x64 did not leak
 
 
-@pytest.mark.parametrize("name", ["crnn", "lru", "gru", "rnn", "ln_rnn"])
+@pytest.mark.parametrize("name", ["crnn", "lru", "gru", "rnn", "ln_rnn", "lstm"])
 def test_forward_mode_equals_reverse_mode_through_the_custom_jvps(name: str) -> None:
     """jax.jvp/jacfwd work through the custom JVPs of the complex scan (crnn, lru) and of the
-    matmul-cell scan (gru, rnn, ln_rnn) and agree with reverse mode."""
+    matmul-cell scan (gru, rnn, ln_rnn, lstm) and agree with reverse mode."""
     kwargs = {"scan": "sequential"} if name in ("crnn", "lru") else {}
     layer = rz.make_layer(name, hidden_size=3, **kwargs)
     x = jax.random.normal(jax.random.key(0), (2, 6, 2))

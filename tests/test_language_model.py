@@ -89,7 +89,7 @@ def test_command_line_trains_and_beats_a_uniform_guess(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--layers", "lstm"], "--layers"),
+        (["--layers", "transformer"], "--layers"),
         (["--steps", "0"], "--steps"),
         (["--vocab-size", "-3"], "--vocab-size"),
         (["--validation-fraction", "1.5"], "--validation-fraction"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import chex
+import jax
 import numpy as np
 import pytest
 from harness import CASE_PARAMS, CONFIG_PARAMS, B, Case, D, N, T, assert_close, inputs
@@ -144,7 +145,7 @@ def test_leading_batch_dims(case: Case, batch_shape: tuple[int, ...]) -> None:
     hb, yb = case.full(shaped(x), shaped(h0), shaped(resets), shaped(lengths), reverse=reverse)
     h_ref, y_ref = case.reference(x, h0, resets, lengths, reverse)
     chex.assert_shape(yb, (*batch_shape, T, case.d_out))
-    chex.assert_shape(hb, (*batch_shape, N))
+    chex.assert_shape(hb, (*batch_shape, case.state_size))
     assert_close(yb, shaped(y_ref), "outputs")
     assert_close(hb, shaped(h_ref), "final state")
     # The step too.
@@ -158,17 +159,19 @@ def test_leading_batch_dims(case: Case, batch_shape: tuple[int, ...]) -> None:
 @pytest.mark.parametrize("case", CONFIG_PARAMS)
 def test_default_initial_state_is_zero(case: Case) -> None:
     layer = case.layer()
+    blocks = case.state_blocks  # the LSTM's state is a pair (c, h) of [*batch, N] arrays
     for batch_shape in [(), (B,), (2, B)]:
         s = layer.initial_state(batch_shape)
-        chex.assert_shape(s, (*batch_shape, N))
-        chex.assert_type(s, layer.state_dtype)
-        np.testing.assert_array_equal(np.asarray(s), 0)
-    chex.assert_shape(layer.initial_state(B), (B, N))
+        chex.assert_shape(jax.tree.leaves(s), (*batch_shape, N))
+        chex.assert_type(jax.tree.leaves(s), layer.state_dtype)
+        np.testing.assert_array_equal(np.asarray(jax.tree.leaves(s)), 0)
+        assert len(jax.tree.leaves(s)) == blocks
+    chex.assert_shape(jax.tree.leaves(layer.initial_state(B)), (B, N))
     x = inputs((B, T, D), seed=3)
     h, y = case.call(x)  # no initial_state
     chex.assert_type(h, layer.state_dtype)
     chex.assert_type(y, np.float32)
     chex.assert_shape(y, (B, T, case.d_out))
-    h_ref, y_ref = case.reference(x, np.zeros((B, N)))
+    h_ref, y_ref = case.reference(x, np.zeros((B, case.state_size)))
     assert_close(y, y_ref, "outputs")
     assert_close(h, h_ref, "final state")

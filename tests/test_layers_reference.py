@@ -9,8 +9,6 @@ from harness import CASE_PARAMS, CONFIG_PARAMS, B, Case, D, N, T, assert_close, 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import recurrent_zoo as rz
-
 
 @pytest.mark.parametrize("case", CASE_PARAMS)
 def test_plain_sequence_matches_reference(case: Case) -> None:
@@ -58,11 +56,17 @@ def test_step_matches_reference_step(case: Case) -> None:
         assert_close(y1[b], y_ref, "output")
 
 
-def test_gru_matches_pytorch_equations() -> None:
-    """Weights drawn in PyTorch's layout (weight_ih [3N, D], rows r, z, n) and loaded as ours."""
+@pytest.mark.parametrize(
+    "name, gates, torch_step",
+    [("gru", 3, ref.torch_gru_step), ("lstm", 4, ref.torch_lstm_step)],
+    ids=["gru", "lstm"],
+)
+def test_gated_layers_match_pytorch_equations(name: str, gates: int, torch_step) -> None:
+    """Weights drawn in PyTorch's layout (weight_ih [G·N, D], rows in PyTorch's gate order: r, z,
+    n for the GRU, i, f, g, o for the LSTM) and loaded as ours, which are their transposes."""
     rng = np.random.default_rng(0)
-    w_ih, w_hh = rng.normal(size=(3 * N, D)), rng.normal(size=(3 * N, N)) / np.sqrt(N)
-    b_ih, b_hh = rng.normal(size=3 * N), rng.normal(size=3 * N)
+    w_ih, w_hh = rng.normal(size=(gates * N, D)), rng.normal(size=(gates * N, N)) / np.sqrt(N)
+    b_ih, b_hh = rng.normal(size=gates * N), rng.normal(size=gates * N)
     params = {
         "input_kernel": w_ih.T,
         "recurrent_kernel": w_hh.T,
@@ -70,10 +74,13 @@ def test_gru_matches_pytorch_equations() -> None:
         "recurrent_bias": b_hh,
     }
     params = {k: np.asarray(v, np.float32) for k, v in params.items()}
-    x, h0 = inputs((B, T, D)), inputs((B, N), seed=1)
-    layer = rz.GRU(hidden_size=N)
-    h, y = layer.apply({"params": params}, x, initial_state=h0, return_state=True)
-    step = ref.torch_gru_step(w_ih, w_hh, b_ih, b_hh)
+    case = Case(name)
+    x, h0 = inputs((B, T, D)), case.random_state((B,))
+    h, y = case.layer().apply(
+        {"params": params}, x, initial_state=case.to_layer_state(h0), return_state=True
+    )
+    h = case.from_layer_state(h)
+    step = torch_step(w_ih, w_hh, b_ih, b_hh)
     for b in range(B):
         h_ref, y_ref = ref.run(step, x[b].astype(np.float64), h0[b].astype(np.float64))
         assert_close(y[b], y_ref, "outputs")

@@ -4,7 +4,8 @@ The scan has its own JVP (and, for ``elementwise`` cells, keeps the cell's diago
 instead of re-running it), so outputs, VJPs and JVPs are each checked against a ``lax.scan`` over
 the same step that JAX differentiates by itself, in float64, through resets and padding, with a
 partial additive input ``pre``, a bias, a cell that ignores its state and a cell with parameters,
-with the batch run as one group of rows and as uneven groups.
+with the batch run as one group of rows and as uneven groups, and with states of one array or
+of two blocks (``(c, h)``, as the LSTM's).
 jacfwd against grad through the layers themselves is in test_gradients.py.
 """
 
@@ -39,17 +40,36 @@ def norm_cell(q, h, a, u):  # mixes features: not elementwise
     return jnp.tanh(a * jax.lax.rsqrt((a * a).mean(-1, keepdims=True) + 1e-5) * q["g"] + u)
 
 
+def lstm_cell(q, s, a, u):  # a two-block state (c, h); h is read only through a
+    i, f, g, o = jnp.split(a, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * s[0] + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+
+
+def peephole_cell(q, s, a, u):  # two blocks, parameters, and both blocks read directly
+    c = jnp.tanh(a[..., :N] + q["p"] * s[0] + u) + 0.5 * s[1]
+    return c, jax.nn.sigmoid(a[..., N:] + q["p"] * c) * jnp.tanh(c)
+
+
+def norm_lstm_cell(q, s, a, u):  # two blocks, mixing features: not elementwise
+    c, h = lstm_cell(q, s, a, u)
+    return c, norm_cell(q, None, h, u)
+
+
 CELLS = {
-    # name: (cell, K, pre width, u shapes, params, elementwise allowed)
-    "gru": (gru_cell, 3 * N, 2 * N, (T, B, N), {}, True),
-    "elman": (elman_cell, N, N, None, {}, True),
-    "gated": (gated_cell, N, 0, [(T, B, 2 * N)], {"g": (N,), "c": (N,)}, True),
-    "norm": (norm_cell, N, N, (T, B, N), {"g": (N,)}, False),
+    # name: (cell, K, pre width, u shapes, params, elementwise allowed, state blocks)
+    "gru": (gru_cell, 3 * N, 2 * N, (T, B, N), {}, True, 1),
+    "elman": (elman_cell, N, N, None, {}, True, 1),
+    "gated": (gated_cell, N, 0, [(T, B, 2 * N)], {"g": (N,), "c": (N,)}, True, 1),
+    "norm": (norm_cell, N, N, (T, B, N), {"g": (N,)}, False, 1),
+    "lstm": (lstm_cell, 4 * N, 4 * N, None, {}, True, 2),
+    "peephole": (peephole_cell, 2 * N, N, (T, B, N), {"p": (N,)}, True, 2),
+    "norm_lstm": (norm_lstm_cell, 4 * N, 3 * N, (T, B, N), {"g": (N,)}, False, 2),
 }
 
 
 def _problem(name: str):
-    cell, k, k_pre, u_shape, p_shapes, _ = CELLS[name]
+    cell, k, k_pre, u_shape, p_shapes, _, blocks = CELLS[name]
     rng = np.random.default_rng(0)
     normal = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float64)
     u = (
@@ -65,7 +85,7 @@ def _problem(name: str):
         "params": {n: normal(*s) for n, s in p_shapes.items()},
         "pre": normal(T, B, k_pre) if k_pre else None,
         "u": u,
-        "h0": normal(B, N),
+        "h0": normal(B, N) if blocks == 1 else tuple(normal(B, N) for _ in range(blocks)),
     }
     resets = np.zeros((T, B), bool)
     resets[2, 0] = resets[4, 2] = True
@@ -78,12 +98,13 @@ def _reference(cell, kernel, bias, params, pre, u, h0, resets, mask):
 
     def body(h_prev, inp):
         pre_t, u_t, r_t, m_t = inp
-        h = jnp.where(r_t[:, None], 0.0, h_prev)
-        a = h @ kernel + bias
+        h = jax.tree.map(lambda x: jnp.where(r_t[:, None], 0.0, x), h_prev)
+        a = jax.tree.leaves(h)[-1] @ kernel + bias
         if pre_t is not None:
             a = a.at[:, : pre_t.shape[-1]].add(pre_t)
-        h_new = jnp.where(m_t[:, None], cell(params, h, a, u_t), h_prev)
-        return h_new, h_new
+        new = cell(params, h, a, u_t)
+        h_new = jax.tree.map(lambda x, y: jnp.where(m_t[:, None], x, y), new, h_prev)
+        return h_new, jax.tree.leaves(h_new)[-1]
 
     return jax.lax.scan(body, h0, (pre, u, resets, mask))
 
@@ -110,7 +131,7 @@ def _ours(elementwise, groups=None):
 CASES = [
     pytest.param(name, e, g, id=f"{name}-{'elementwise' if e else 'general'}-groups{g}")
     for name, spec in CELLS.items()
-    for e in ((False, True) if spec[-1] else (False,))
+    for e in ((False, True) if spec[5] else (False,))
     for g in (1, 2)  # B = 3 rows: one group, or uneven groups of 2 and 1 rows
 ]
 DIFF = ("kernel", "bias", "params", "pre", "u", "h0")

@@ -28,7 +28,7 @@ def _step_through(model, v, xs):
     return states, jnp.stack(ys, 1)
 
 
-@pytest.mark.parametrize("name", ["lru", "gru", "mh_linear"])
+@pytest.mark.parametrize("name", ["lru", "gru", "mh_linear", "lstm"])
 def test_step_through_stack_equals_sequence_call(x, name):
     kw = {"num_heads": 2} if name == "mh_linear" else {}
     model = rz.SequenceModel(
@@ -39,7 +39,7 @@ def test_step_through_stack_equals_sequence_call(x, name):
     s_step, y_step = _step_through(model, v, x)
     assert y_seq.shape == (B, T, OUT) and len(s_seq) == 2
     np.testing.assert_allclose(y_step, y_seq, rtol=1e-4, atol=1e-5)
-    for a, b in zip(s_step, s_seq):
+    for a, b in zip(jax.tree.leaves(s_step), jax.tree.leaves(s_seq)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -56,8 +56,9 @@ def test_models_from_a_name_a_class_or_a_factory(x):
     np.testing.assert_allclose(ys[0], ys[2], rtol=1e-6)
 
 
-def test_initial_state_carries_over_chunks(x):
-    model = rz.SequenceModel("gru", num_layers=2, d_model=D_MODEL, out_features=OUT)
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_initial_state_carries_over_chunks(x, name):
+    model = rz.SequenceModel(name, num_layers=2, d_model=D_MODEL, out_features=OUT)
     v = model.init(jax.random.key(3), x)
     y = model.apply(v, x)
     s, y1 = model.apply(v, x[:, :2], return_state=True)
@@ -125,7 +126,7 @@ def test_batch_norm_ignores_padding_and_eval_uses_running_averages(x):
 
 def test_bad_model_options(x):
     with pytest.raises(ValueError, match="layer must be one of"):
-        rz.SequenceModel("lstm", num_layers=2, d_model=4, out_features=1)
+        rz.SequenceModel("transformer", num_layers=2, d_model=4, out_features=1)
     with pytest.raises(ValueError, match="num_layers must be a positive int"):
         rz.SequenceModel("lru", num_layers=0, d_model=4, out_features=1)
     with pytest.raises(ValueError, match="pooling must be one of"):

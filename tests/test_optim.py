@@ -14,6 +14,7 @@ EXPECTED = {
     "rnn": {"recurrent_kernel"},
     "ln_rnn": {"recurrent_kernel"},
     "gru": {"recurrent_kernel"},
+    "lstm": {"recurrent_kernel"},
     "crnn": {"lambda_re", "lambda_im"},
     "lru": {"nu_log", "theta_log", "gamma_log"},
     "mh_linear": {"A"},

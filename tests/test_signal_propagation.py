@@ -98,15 +98,6 @@ def test_activity_selects_by_predicate_and_averages_repeated_calls():
         activity(m, v, x, modules=3)
 
 
-def test_ar1_inputs_have_the_asked_autocorrelation():
-    x = bench.ar1_inputs(64, 200, 8, 0.8, seed=1)
-    assert x.shape == (64, 200, 8) and x.dtype == np.float32
-    np.testing.assert_allclose(np.mean(x**2), 1.0, atol=0.05)
-    np.testing.assert_allclose(np.mean(x[:, 1:] * x[:, :-1]), 0.8, atol=0.05)
-    with pytest.raises(ValueError, match="rho"):
-        bench.ar1_inputs(1, 2, 1, 1.0)
-
-
 def test_bench_end_to_end_shows_the_curse_of_memory(tmp_path, capsys):
     argv = ["bench", "signal-propagation", "--out", str(tmp_path), "--layers", "crnn"]
     argv += ["--norms", "none", "--T", "1,100", "--num-sequences", "4", "--length", "64"]
@@ -127,7 +118,13 @@ def test_bench_end_to_end_shows_the_curse_of_memory(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "bad",
-    [["--layers", "lstm"], ["--T", "0.5"], ["--rho", "1"], ["--norms", ""], ["--length", "1"]],
+    [
+        ["--layers", "transformer"],
+        ["--T", "0.5"],
+        ["--rho", "1"],
+        ["--norms", ""],
+        ["--length", "1"],
+    ],
 )
 def test_bad_options_exit_2(bad, tmp_path, capsys):
     assert main(["bench", "signal-propagation", "--out", str(tmp_path), *bad]) == 2

@@ -80,6 +80,11 @@ def test_ar1_inputs_have_the_requested_correlation():
     np.testing.assert_allclose(c, [1.0, 0.9, 0.9**5], atol=0.1)
     const = th.ar1_inputs(jax.random.key(1), 1.0, 4, 10)
     np.testing.assert_allclose(const, jnp.broadcast_to(const[:, :1], const.shape))
+    # Several features, as the signal-propagation bench draws them (moved from its tests).
+    x = np.asarray(th.ar1_inputs(jax.random.key(1), 0.8, 64, 200, 8))
+    assert x.shape == (64, 200, 8) and x.dtype == np.float32
+    np.testing.assert_allclose(np.mean(x**2), 1.0, atol=0.05)
+    np.testing.assert_allclose(np.mean(x[:, 1:] * x[:, :-1]), 0.8, atol=0.05)
 
 
 @pytest.mark.parametrize(

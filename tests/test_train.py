@@ -152,7 +152,7 @@ def test_cli_trains_like_the_api_and_resumes(straight, tmp_path, capsys):
     "options, message",
     [
         (["--steps", "0"], "--steps must be >= 1"),
-        (["--layer", "lstm"], "invalid choice: 'lstm'"),
+        (["--layer", "transformer"], "invalid choice: 'transformer'"),
         (["--layer-option", "radius=2"], "--layer-option radius: not an option of lru"),
         (["--layer-option", "r_min=2.0"], "r_min and r_max must satisfy"),
         (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint-dir"),

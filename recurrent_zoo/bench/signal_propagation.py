@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from recurrent_zoo import theory
 from recurrent_zoo.bench._common import (
     UsageError,
     args_dict,
@@ -30,12 +31,13 @@ from recurrent_zoo.bench._common import (
     save_figure,
     write_json,
 )
-from recurrent_zoo.diagnostics.signal_propagation import activity, gradient_by_group, name_groups
+from recurrent_zoo.diagnostics import activity, gradient_by_group, name_groups
 
 NAME = "signal-propagation"
 HELP = "activity and gradients of a 4-layer recurrent network at init against memory ν0 (Fig. 5)"
 
-LAYER_TYPES = ("crnn", "lru", "gru")
+LAYER_TYPES = ("crnn", "lru", "gru", "lstm")
+DEFAULT_LAYERS = ("crnn", "lru", "gru")  # the paper's Fig. 5
 NORMS = ("none", "layer", "batch")
 T_GRID = (1.0, 10**0.5, 10.0, 10**1.5, 100.0)
 
@@ -44,6 +46,7 @@ GROUPS = {
     "crnn": {"lambda": ("lambda_re", "lambda_im")},
     "lru": {"nu": ("nu_log",), "theta": ("theta_log",)},
     "gru": {"cell": ("layer",)},
+    "lstm": {"cell": ("layer",)},
 }
 
 # (full, quick) sizes. Quick inputs are synthetic of width 32; full ones BERT-sized (768).
@@ -61,25 +64,11 @@ def loss(prediction: jax.Array, x: jax.Array) -> jax.Array:
     return 0.5 * jnp.mean(jnp.square(prediction[:, 1:] - x[:, :-1]))
 
 
-def ar1_inputs(num_sequences: int, length: int, d: int, rho: float, seed: int = 0) -> np.ndarray:
-    """float32 [num_sequences, length, d]: independent stationary AR(1) features of unit variance,
-    x_t = ρ x_{t−1} + √(1 − ρ²) ε_t, so E[x_t x_{t+Δ}] = ρ^|Δ|."""
-    if not -1.0 < rho < 1.0:
-        raise ValueError(f"rho must be in (-1, 1), got {rho!r}")
-    rng = np.random.default_rng(seed)
-    eps = rng.standard_normal((num_sequences, length, d))
-    x = np.empty_like(eps)
-    x[:, 0] = eps[:, 0]
-    scale = math.sqrt(1 - rho**2)
-    for t in range(1, length):
-        x[:, t] = rho * x[:, t - 1] + scale * eps[:, t]
-    return x.astype(np.float32)
-
-
 def layer_kwargs(layer: str, T: float) -> dict[str, Any]:
     """The recurrent layer's init for memory T: ν ∈ [1 − 1/T, 1 − 1/(2T)], phases in [−π, π]
-    (crnn, lru); chrono bias over [T, 2T], he_normal input kernels, orthogonal recurrence (gru)."""
-    if layer == "gru":
+    (crnn, lru); chrono bias over [T, 2T], he_normal input kernels, orthogonal recurrence (gru,
+    lstm)."""
+    if layer in ("gru", "lstm"):
         return {"chrono_init": float(T), "kernel_init": jax.nn.initializers.he_normal()}
     ring = {
         "r_min": 1 - 1 / T,
@@ -131,7 +120,9 @@ def _add_sizes(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--layers", default=",".join(LAYER_TYPES), help="comma-separated among crnn,lru,gru"
+        "--layers",
+        default=",".join(DEFAULT_LAYERS),
+        help=f"comma-separated among {','.join(LAYER_TYPES)} (default {','.join(DEFAULT_LAYERS)})",
     )
     parser.add_argument(
         "--norms", default=",".join(NORMS), help="comma-separated among none,layer,batch"
@@ -189,7 +180,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
 def _inputs(args: argparse.Namespace, cfg: dict[str, Any]) -> np.ndarray:
     n, length = cfg["num_sequences"], cfg["length"]
     if args.inputs == "synthetic":
-        return ar1_inputs(n, length, cfg["d_in"], args.rho, args.seed)
+        key = jax.random.key(args.seed)
+        return np.asarray(theory.ar1_inputs(key, args.rho, n, length, cfg["d_in"]))
     from recurrent_zoo.data import wikipedia_embeddings
 
     try:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from recurrent_zoo import _checks as checks
 from recurrent_zoo.data.text import iter_articles
 from recurrent_zoo.data.tokens import check_window, cut_windows, iter_article_ids
 
@@ -52,8 +53,7 @@ def wikipedia_windows(
     """
     from recurrent_zoo.embeddings import load_bert, resolve_model
 
-    if not isinstance(num_sequences, int | np.integer) or num_sequences < 1:
-        raise ValueError(f"num_sequences must be a positive int, got {num_sequences!r}")
+    checks.positive_int(num_sequences, "num_sequences")
     path = str(resolve_model(model).resolve())
     check_window(
         length, special_tokens, load_bert(path, encoder=False).config.max_position_embeddings

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from recurrent_zoo import _checks as checks
+
 SAMPLE: Path = Path(__file__).resolve().parent / "sample" / "wiki.test.raw"
 """The shipped sample: WikiText-2 raw, test split (1,290,547 bytes, CC BY-SA 3.0; see NOTICE)."""
 
@@ -116,8 +118,7 @@ def iter_articles(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     _check_fraction(validation_fraction)
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+    checks.optional_positive_int(limit, "limit")
     count = 0
     for article in _raw_articles(source, hub_split):
         if split != "all" and article_split(article.title, validation_fraction) != split:

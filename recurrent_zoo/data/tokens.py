@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from recurrent_zoo import _checks as checks
 from recurrent_zoo.data.text import Article, iter_articles
 
 WINDOWS = ("all", "first")
@@ -99,10 +100,8 @@ def iter_batches(
     tokens have been yielded (the window that crosses the limit is cut).
     """
     check_window(length, special_tokens, bert.config.max_position_embeddings)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
+    checks.positive_int(batch_size, "batch_size")
+    checks.optional_positive_int(max_tokens, "max_tokens")
     special = (bert.token_id("[CLS]"), bert.token_id("[SEP]")) if special_tokens else (None, None)
     pad = bert.tokenizer.token_to_id("[PAD]") or 0
     ids = np.full((batch_size, length), pad, np.int32)
@@ -141,8 +140,7 @@ def token_stream(
     """The articles of a split as one int32 id sequence, with ``separator`` (if given, e.g. the
     ``[SEP]`` id) after each article — the stream a next-token model reads. Reading stops once
     ``max_tokens`` ids are gathered (the stream is cut there), so an endless hub source ends."""
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
+    checks.optional_positive_int(max_tokens, "max_tokens")
     parts, total = [], 0
     for ids in iter_article_ids(iter_articles(source, split=split, **article_kwargs), tokenizer):
         if separator is not None:

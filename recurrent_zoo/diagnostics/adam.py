@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from recurrent_zoo.diagnostics.signal_propagation import path_name
+from recurrent_zoo.diagnostics.groups import group_leaves
 
 Array = jax.Array
 PyTree = Any
@@ -107,22 +107,8 @@ def group_summary(
       ``geomean`` (the geometric mean of the absolute values) suits quantities spread over
       orders of magnitude.
     """
-    leaves_with_path = jax.tree_util.tree_flatten_with_path(tree)[0]
-    paths = [path_name(p) for p, _ in leaves_with_path]
-    if groups is None:
-        names = [p.rsplit("/", 1)[-1] for p in paths]
-    elif callable(groups):
-        names = [str(groups(p)) for p in paths]
-    else:
-        names = jax.tree.leaves(groups)
-        if len(names) != len(paths) or jax.tree.structure(groups) != jax.tree.structure(tree):
-            raise ValueError(
-                "groups must be None, a function of the leaf path, or a pytree of names with the "
-                f"structure of tree; got a pytree with {len(names)} leaves for {len(paths)} "
-                "leaves"
-            )
     collected: dict[str, list[np.ndarray]] = {}
-    for name, (_, leaf) in zip(names, leaves_with_path):
+    for name, leaf in group_leaves(tree, groups, "groups"):
         values = np.asarray(leaf, np.float64).ravel()
         if values.size:
             collected.setdefault(str(name), []).append(values)

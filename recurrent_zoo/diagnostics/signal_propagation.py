@@ -10,20 +10,17 @@ parameters (E[g²] over the group's entries). Both work on any flax model:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from recurrent_zoo.diagnostics.groups import group_leaves
+
 Array = jax.Array
 PyTree = Any
-
-
-def path_name(path: Sequence[Any]) -> str:
-    """A pytree key path as ``"a/b/c"`` (the convention of :func:`diagnostics.adam.group_summary`)."""
-    return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
 
 
 def mean_square(x: Array) -> Array:
@@ -94,28 +91,6 @@ def activity(
     return found
 
 
-def name_groups(default: str = "rest", **groups: str | Sequence[str]) -> Callable[[str], str]:
-    """A grouping ``path -> group``: a parameter is in group g when one component of its path
-    (``"blocks_0/layer/nu_log"`` has three) is among ``groups[g]``; else in ``default``.
-
-    Groups are tried in the order given. Example: ``name_groups(nu="nu_log",
-    theta="theta_log")``, or ``name_groups(cell="layer")`` for every parameter of the recurrent
-    layers inside :class:`recurrent_zoo.RecurrentBlock`.
-    """
-    if not groups:
-        raise ValueError("name_groups needs at least one group, e.g. name_groups(lam='lambda_re')")
-    table = {g: {names} if isinstance(names, str) else set(names) for g, names in groups.items()}
-
-    def group(path: str) -> str:
-        parts = set(path.split("/"))
-        for g, names in table.items():
-            if parts & names:
-                return g
-        return default
-
-    return group
-
-
 def group_mean_square(tree: PyTree, grouping: Callable[[str], str] | PyTree) -> dict[str, Array]:
     """E[|v|²] over all entries of the leaves of each group.
 
@@ -126,19 +101,9 @@ def group_mean_square(tree: PyTree, grouping: Callable[[str], str] | PyTree) -> 
     Groups are weighted by entry count: a group of a 256×256 kernel and a bias of 256 gives
     (Σ kernel² + Σ bias²) / (65536 + 256).
     """
-    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    if callable(grouping):
-        names = [str(grouping(path_name(p))) for p, _ in flat]
-    else:
-        names = [str(n) for n in jax.tree.leaves(grouping)]
-        if jax.tree.structure(grouping) != jax.tree.structure(tree):
-            raise ValueError(
-                "grouping must be a function of the leaf path or a pytree of group names with "
-                f"the structure of the tree; got {len(names)} names for {len(flat)} leaves"
-            )
     sums: dict[str, Array] = {}
     counts: dict[str, int] = {}
-    for g, (_, leaf) in zip(names, flat):
+    for g, leaf in group_leaves(tree, grouping):
         leaf = jnp.asarray(leaf)
         sums[g] = sums.get(g, 0.0) + leaf.size * mean_square(leaf)
         counts[g] = counts.get(g, 0) + leaf.size

@@ -1,4 +1,4 @@
-"""The six recurrent layers, the bidirectional wrapper and the registry."""
+"""The seven recurrent layers, the bidirectional wrapper and the registry."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from recurrent_zoo.layers.base import RecurrentLayer
 from recurrent_zoo.layers.bidirectional import Bidirectional
 from recurrent_zoo.layers.diagonal import LRU, ComplexDiagonalRNN
 from recurrent_zoo.layers.gru import GRU
+from recurrent_zoo.layers.lstm import LSTM
 from recurrent_zoo.layers.multihead import MultiHeadLinearRNN
 from recurrent_zoo.layers.rnn import LayerNormRNN, VanillaRNN
 
@@ -18,6 +19,7 @@ LAYERS: dict[str, type[RecurrentLayer]] = {
     "mh_linear": MultiHeadLinearRNN,
     "lru": LRU,
     "gru": GRU,
+    "lstm": LSTM,
 }
 
 
@@ -32,6 +34,7 @@ __all__ = [
     "GRU",
     "LAYERS",
     "LRU",
+    "LSTM",
     "Bidirectional",
     "ComplexDiagonalRNN",
     "LayerNormRNN",

@@ -56,8 +56,7 @@ class RecurrentLayer(nn.Module):
     _complex_state = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.hidden_size, int) or self.hidden_size < 1:
-            raise ValueError(f"hidden_size must be a positive int, got {self.hidden_size!r}")
+        checks.positive_int(self.hidden_size, "hidden_size")
         super().__post_init__()
 
     # -- state -----------------------------------------------------------------------------
@@ -173,14 +172,17 @@ class RecurrentLayer(nn.Module):
 
 
 class CellLayer(RecurrentLayer):
-    """Base of the layers run by :func:`scan.scan_matmul_cell` (``rnn``, ``ln_rnn``, ``gru``).
+    """Base of the layers run by :func:`scan.scan_matmul_cell` (``rnn``, ``ln_rnn``, ``gru``,
+    ``lstm``).
 
-    Subclasses give ``_params(d_in)`` (compact), ``_inputs(p, x)`` (the time-parallel input
-    projection of ``x [..., D_in]``: ``(pre [..., K'], u)``, the part added to the first K'
-    columns of the pre-activation and a pytree the cell reads), ``_recurrent_kernel(p)``
+    Subclasses give ``_params(d_in)`` (compact), ``_inputs(q, x)`` (the input projection of
+    ``x [..., D_in]``, any number of steps: ``(pre [..., K'], u)``, the part added to the first K'
+    columns of the pre-activation and a pytree the cell reads; ``q = _input_params(p)``, by default
+    ``p``, is what it reads, sliced and cast once outside the loop), ``_recurrent_kernel(p)``
     (W [N, K]), optionally ``_recurrent_bias(p)`` (b [K]) and ``_cell_params(p)`` (what the cell
-    reads besides W and b), and ``_cell(q, h, a, u_t) -> h`` with ``a = h @ W + b + [pre | 0]``;
-    the output is the state. Set ``_elementwise = True`` only for a cell that acts feature by
+    reads besides W and b), and ``_cell(q, s, a, u_t) -> s`` with ``a = h @ W + b + [pre | 0]``.
+    The state ``s`` is h [B, N], or a tuple of [B, N] blocks ending in h (the LSTM's ``(c, h)``,
+    with ``state_shape`` overridden); the output is h. Set ``_elementwise = True`` only for a cell that acts feature by
     feature: its gradients then use the cell's diagonal Jacobians (see
     :func:`scan.scan_matmul_cell`).
 
@@ -224,14 +226,17 @@ class CellLayer(RecurrentLayer):
         )
         return h_T, tm(hs)
 
-    def _step(self, h, x_t):
+    def _step(self, s, x_t):
         p = self._params(x_t.shape[-1])
         pre, u = self._step_inputs(p, x_t)
-        h = scan.matmul_cell_step(
-            self._cell, self._kernel(p), self._cell_params(p), h, u, pre=pre,
+        s = scan.matmul_cell_step(
+            self._cell, self._kernel(p), self._cell_params(p), s, u, pre=pre,
             bias=self._recurrent_bias(p),
         )  # fmt: skip
-        return h, h
+        return s, _output_block(s)
+
+    def _input_params(self, p: dict[str, Any]) -> Any:
+        return p
 
     def _step_inputs(self, p: dict[str, Any], x_t: Array) -> tuple[Array | None, Any]:
         return self._inputs(self._input_params(p), x_t)
@@ -247,6 +252,11 @@ class CellLayer(RecurrentLayer):
 
     def _cell(self, q, h, a, u_t):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _output_block(s: Any) -> Array:
+    """The part of a cell's state that the matmul reads and the layer emits: h, or (…, h)[-1]."""
+    return s[-1] if isinstance(s, tuple) else s
 
 
 class LinearReadout(RecurrentLayer):
@@ -267,13 +277,8 @@ class LinearReadout(RecurrentLayer):
 
     def __post_init__(self) -> None:
         checks.choice(self.scan, scan.METHODS, "scan")
-        if self.out_features is not None and (
-            not isinstance(self.out_features, int) or self.out_features < 1
-        ):
-            # 0 would otherwise read as None (the input's size) in `out_features or d_in`.
-            raise ValueError(
-                f"out_features must be a positive int or None, got {self.out_features!r}"
-            )
+        # (0 would otherwise read as None, the input's size, in `out_features or d_in`.)
+        checks.optional_positive_int(self.out_features, "out_features")
         super().__post_init__()
 
     def _skip(self, d_in: int) -> Array:

@@ -48,16 +48,7 @@ class ComplexDiagonalRNN(LinearReadout):
 
     def __post_init__(self) -> None:
         lam_param.get(self.parametrization)
-        if not 0.0 <= self.r_min <= self.r_max <= 1.0:
-            raise ValueError(
-                f"r_min and r_max must satisfy 0 <= r_min <= r_max <= 1, got r_min={self.r_min}, "
-                f"r_max={self.r_max}"
-            )
-        if not self.min_phase <= self.max_phase:
-            raise ValueError(
-                f"min_phase must not exceed max_phase, got min_phase={self.min_phase}, "
-                f"max_phase={self.max_phase}"
-            )
+        inits.check_ring(self.r_min, self.r_max, self.min_phase, self.max_phase)
         super().__post_init__()
 
     @nn.compact

@@ -44,39 +44,26 @@ class GRU(CellLayer):
     def __post_init__(self) -> None:
         inits.recurrent(self.recurrent_init)
         if self.chrono_init is not None:
-            self._chrono_range()
+            inits.chrono_range(self.chrono_init)
         super().__post_init__()
-
-    def _chrono_range(self) -> tuple[float, float]:
-        c = self.chrono_init
-        lo, hi = (c, 2 * c) if isinstance(c, int | float) else tuple(c)
-        if not 0 < lo <= hi:
-            raise ValueError(
-                f"chrono_init must be T > 0 or (T_min, T_max) with 0 < T_min <= T_max, got {c!r}"
-            )
-        return float(lo), float(hi)
 
     def _input_bias_init(self, key: Array, shape: tuple[int, ...], dtype=jnp.float32) -> Array:
         b = jnp.zeros(shape, dtype)
         if self.chrono_init is None:
             return b
         n = self.hidden_size
-        return b.at[n : 2 * n].set(inits.chrono(*self._chrono_range())(key, (n,), dtype))
-
-    def _recurrent_kernel_init(
-        self, key: Array, shape: tuple[int, ...], dtype=jnp.float32
-    ) -> Array:
-        n = self.hidden_size
-        init = inits.recurrent(self.recurrent_init)
-        return jnp.concatenate([init(k, (n, n), dtype) for k in jax.random.split(key, 3)], axis=1)
+        return b.at[n : 2 * n].set(
+            inits.chrono(*inits.chrono_range(self.chrono_init))(key, (n,), dtype)
+        )
 
     @nn.compact
     def _params(self, d_in: int) -> dict[str, Any]:
         n, pd = self.hidden_size, self.param_dtype
+        recurrent_init = inits.per_gate(inits.recurrent(self.recurrent_init), 3)
         return {
             "Wi": self.param("input_kernel", self.kernel_init, (d_in, 3 * n), pd),
             "bi": self.param("input_bias", self._input_bias_init, (3 * n,), pd),
-            "Wh": self.param("recurrent_kernel", self._recurrent_kernel_init, (n, 3 * n), pd),
+            "Wh": self.param("recurrent_kernel", recurrent_init, (n, 3 * n), pd),
             "bh": self.param("recurrent_bias", nn.initializers.zeros, (3 * n,), pd),
         }
 

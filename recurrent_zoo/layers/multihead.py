@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from recurrent_zoo import _checks as checks
 from recurrent_zoo import initializers as inits
 from recurrent_zoo import scan
 from recurrent_zoo.layers.base import LinearReadout, project
@@ -46,8 +47,7 @@ class MultiHeadLinearRNN(LinearReadout):
     _input_param = "B"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_heads, int) or self.num_heads < 1:
-            raise ValueError(f"num_heads must be a positive int, got {self.num_heads!r}")
+        checks.positive_int(self.num_heads, "num_heads")
         if isinstance(self.hidden_size, int) and self.hidden_size % self.num_heads:
             raise ValueError(
                 f"num_heads must divide hidden_size, got num_heads={self.num_heads} and "

@@ -10,18 +10,12 @@ import jax
 import jax.numpy as jnp
 
 from recurrent_zoo import _checks as checks
+from recurrent_zoo import scan
 from recurrent_zoo.models.norms import NORMS, apply_norm, make_norm
 
 Array = jax.Array
 Dtype = Any
 MLPS = ("glu", "mlp")
-
-
-def padding_mask(lengths: Array | None, T: int) -> Array | None:
-    """bool [*batch, T]: True at the valid steps t < lengths; None without padding."""
-    if lengths is None:
-        return None
-    return jnp.arange(T) < lengths[..., None]
 
 
 class RecurrentBlock(nn.Module):
@@ -134,7 +128,7 @@ class RecurrentBlock(nn.Module):
         """
         batch_shape, T, _ = checks.sequence_input(x, "x")
         lengths = checks.lengths(lengths, batch_shape, T)
-        mask = padding_mask(lengths, T)
+        mask = scan.valid_mask(lengths, T)
         kw: dict[str, Any] = {"initial_state": initial_state, "resets": resets, "lengths": lengths}
         if reverse:  # only when asked: rz.Bidirectional, say, takes no `reverse`
             kw["reverse"] = True

@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 
 from recurrent_zoo import _checks as checks
+from recurrent_zoo import scan
 from recurrent_zoo.layers import LAYERS, make_layer
-from recurrent_zoo.models.blocks import RecurrentBlock, padding_mask
+from recurrent_zoo.models.blocks import RecurrentBlock
 
 Array = jax.Array
 Dtype = Any
@@ -29,7 +30,7 @@ def pool(y: Array, lengths: Array | None, how: str | None) -> Array:
     if lengths is None:
         return jnp.mean(y, axis=-2) if how == "mean" else y[..., -1, :]
     if how == "mean":
-        m = padding_mask(lengths, T)[..., None].astype(y.dtype)
+        m = scan.valid_mask(lengths, T)[..., None].astype(y.dtype)
         return jnp.sum(y * m, axis=-2) / jnp.maximum(lengths, 1)[..., None].astype(y.dtype)
     idx = jnp.maximum(lengths - 1, 0)[..., None, None]
     last = jnp.take_along_axis(y, idx, axis=-2)[..., 0, :]
@@ -80,13 +81,8 @@ class SequenceModel(nn.Module):
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "d_model", "out_features"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.vocab_size is not None and (
-            not isinstance(self.vocab_size, int) or self.vocab_size < 1
-        ):
-            raise ValueError(f"vocab_size must be None or a positive int, got {self.vocab_size!r}")
+            checks.positive_int(getattr(self, name), name)
+        checks.optional_positive_int(self.vocab_size, "vocab_size")
         checks.choice(self.pooling, POOLINGS, "pooling")
         if isinstance(self.layer, str):
             checks.choice(self.layer, sorted(LAYERS), "layer")
