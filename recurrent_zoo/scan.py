@@ -154,6 +154,16 @@ def scan_cell(
 # 2-core CPU (GRU, N = 256, T = 1024, forward+backward): 3–6 % faster at B = 16 and 32, no
 # change at 64, so two groups are the CPU default from 16 rows up. Each group's coefficients are
 # arrays of their own, which the tangent loop reads as they are.
+#
+# The forward pass without derivatives (the custom JVPs' primal) needs none of that, and the
+# cost of the projected inputs themselves shows: projected for all steps at once, they are a
+# [T, B, K'] array written by one big matmul and read back by the loop, and that matmul, split
+# over the cores, is the part that suffers most when the cores are shared. So with
+# ``project``, on the CPU, a projection wider than the state (the GRU's 3N, the LSTM's 4N) is
+# done step by step inside the loop, as Flax's cells do, where it runs alongside the recurrence;
+# one as wide as the state (the Elman RNNs) stays one big matmul, which is faster for it. Either
+# way the loop then writes each step's state over the input row it has just read, instead of
+# into a fresh zero-filled buffer. Derivatives always project all steps at once.
 
 
 def matmul(h: Array, kernel: Array, out_dtype: Any = None) -> Array:
@@ -353,8 +363,33 @@ def _matmul_forward(
         return s_new, (h, _cat(a) if keep_a else None, coeffs if jacobians else None, states)
 
     s0 = tuple(_tree_rows(s0, sizes))
-    s_T, ys = jax.lax.scan(body, s0, (pre, u, keep, valid), unroll=unroll)
-    return _tree_cat(s_T), ys
+    over = None if residuals else _overwritable(pre, u, s0)
+    if over is None:
+        s_T, ys = jax.lax.scan(body, s0, (pre, u, keep, valid), unroll=unroll)
+        return _tree_cat(s_T), ys
+
+    # Without residuals each step's h is written over the input row it has just read (pre, or
+    # u when that is one array): no zero-filled buffer for the outputs, one large array fewer.
+    def body_over(carry, xs_t):
+        s_prev, buf = carry
+        t, pre_t, u_t, k_t, m_t = xs_t
+        read = jax.lax.dynamic_index_in_dim(buf, t, keepdims=False)
+        pre_t, u_t = (read, u_t) if over == "pre" else (pre_t, read)
+        s_new, h = body(s_prev, (pre_t, u_t, k_t, m_t))
+        return (s_new, jax.lax.dynamic_update_index_in_dim(buf, h, t, 0)), None
+
+    buf = pre if over == "pre" else u
+    xs = (jnp.arange(buf.shape[0]), *((None, u) if over == "pre" else (pre, None)), keep, valid)
+    (s_T, hs), _ = jax.lax.scan(body_over, (s0, buf), xs, unroll=unroll)
+    return _tree_cat(s_T), hs
+
+
+def _overwritable(pre: Array | None, u: Any, s0: tuple) -> str | None:
+    """Which time-major input, "pre" or "u", has the shape and dtype of the outputs ``hs``."""
+    h = s0[0][-1]
+    like = lambda x: isinstance(x, jax.Array) and x.shape[1:] == (
+        sum(g[-1].shape[0] for g in s0), h.shape[-1]) and x.dtype == h.dtype  # fmt: skip
+    return "pre" if like(pre) else "u" if like(u) else None
 
 
 def _one_block(cell: Callable, q: Any, s: tuple, a: Array, u_t: Any) -> tuple:
@@ -447,9 +482,11 @@ def _projected_scan(
     valid,
 ):
     if stepwise:
+        # Two steps per iteration at least: the runtime then overlaps one step's input products,
+        # which do not wait for h, with the other step's recurrence.
         return _matmul_forward(
-            _stepwise(project, cell), unroll, sizes, kernel, bias, (params, q_in), None, x, s0,
-            keep, valid,
+            _stepwise(project, cell), max(unroll, 2), sizes, kernel, bias, (params, q_in), None,
+            x, s0, keep, valid,
         )  # fmt: skip
     pre, u = project(q_in, x)
     return _matmul_forward(cell, unroll, sizes, kernel, bias, params, pre, u, s0, keep, valid)
@@ -591,9 +628,10 @@ def scan_matmul_cell(
         :func:`batch_groups`); results agree across groupings up to rounding.
       project: instead of ``pre`` and ``u``, the input projection
         ``project(project_params, x) -> (pre, u)`` of raw inputs ``x`` [T, B, D] (time-major),
-        applied row by row (must not close over traced values). Derivatives project all steps at
-        once; the forward pass alone projects each step inside the loop on the CPU (see the
-        comment above :func:`matmul`). Results agree up to rounding.
+        acting row by row (it is also called on one step, ``x_t`` [B', D]); must not close over
+        traced values. Derivatives project all steps at once; on the CPU, the forward pass alone
+        projects each step inside the loop when ``pre`` and ``u`` together are wider than the
+        state (see the comment above :func:`matmul`). Results agree up to rounding.
 
     Returns:
       ``(s_T, hs [T, B, N])``: the final state, structured as ``h0``, and every step's ``h``;
@@ -633,7 +671,8 @@ def scan_matmul_cell(
     valid = None if mask is None else mask.astype(dt)[..., None]
     sizes = batch_groups(blocks[-1].shape[0], groups)
     if project is not None:
-        stepwise = jax.default_backend() == "cpu"
+        width = sum(leaf.shape[-1] for leaf in jax.tree.leaves((pre, u)))
+        stepwise = jax.default_backend() == "cpu" and width > n
         s_T, hs = _projected_scan(
             project, cell, unroll, elementwise, sizes, stepwise, project_params, x, kernel, bias,
             params, blocks, keep, valid,
