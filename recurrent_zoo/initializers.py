@@ -47,8 +47,7 @@ def check_ring(r_min: float, r_max: float, min_phase: float, max_phase: float) -
         )
     if not min_phase <= max_phase:
         raise ValueError(
-            f"min_phase must not exceed max_phase, got min_phase={min_phase}, "
-            f"max_phase={max_phase}"
+            f"min_phase must not exceed max_phase, got min_phase={min_phase}, max_phase={max_phase}"
         )
 
 

@@ -154,6 +154,16 @@ def scan_cell(
 # 2-core CPU (GRU, N = 256, T = 1024, forward+backward): 3–6 % faster at B = 16 and 32, no
 # change at 64, so two groups are the CPU default from 16 rows up. Each group's coefficients are
 # arrays of their own, which the tangent loop reads as they are.
+#
+# The forward pass without derivatives (the custom JVPs' primal) needs none of that, and the
+# cost of the projected inputs themselves shows: projected for all steps at once, they are a
+# [T, B, K'] array written by one big matmul and read back by the loop, and that matmul, split
+# over the cores, is the part that suffers most when the cores are shared. So with
+# ``project``, on the CPU, a projection wider than the state (the GRU's 3N, the LSTM's 4N) is
+# done step by step inside the loop, as Flax's cells do, where it runs alongside the recurrence;
+# one as wide as the state (the Elman RNNs) stays one big matmul, which is faster for it. Either
+# way the loop then writes each step's state over the input row it has just read, instead of
+# into a fresh zero-filled buffer. Derivatives always project all steps at once.
 
 
 def matmul(h: Array, kernel: Array, out_dtype: Any = None) -> Array:
@@ -246,13 +256,38 @@ def pre_activation(
     a = matmul(h, kernel)
     if bias is not None:
         a = a + bias.astype(a.dtype)
-    if pre is not None:
-        k = pre.shape[-1]
-        if k == a.shape[-1]:
-            return a + pre
-        # In place: a concatenate here makes XLA's CPU backend pick between operands per element.
-        a = jax.lax.dynamic_update_slice_in_dim(a, a[..., :k] + pre, 0, axis=-1)
-    return a
+    return a if pre is None else _add_pre(a, pre)
+
+
+def _add_pre(a: Array, pre: Array, in_place: bool = True) -> Array:
+    """``a + [pre | 0]``.
+
+    In place where ``a`` is kept (a concatenate there makes XLA's CPU backend pick between
+    operands per element); as a concatenate where only the cell reads ``a``: its slices at block
+    boundaries then read the two parts directly, and the whole step fuses into one loop.
+    """
+    k = pre.shape[-1]
+    if k == a.shape[-1]:
+        return a + pre
+    if in_place:
+        return jax.lax.dynamic_update_slice_in_dim(a, a[..., :k] + pre, 0, axis=-1)
+    return jnp.concatenate([a[..., :k] + pre, a[..., k:]], axis=-1)
+
+
+def matmul_cell_step(
+    cell: Callable[[Any, Any, Array, Any], Any],
+    kernel: Array,
+    params: Any,
+    s: Any,
+    u: Any = None,
+    *,
+    pre: Array | None = None,
+    bias: Array | None = None,
+) -> Any:
+    """One step of :func:`scan_matmul_cell`'s recurrence, without resets or padding: the new state
+    ``cell(params, s, h @ kernel + bias + [pre | 0], u)``, h being s or its last block."""
+    a = pre_activation(s[-1] if isinstance(s, tuple) else s, kernel, bias)
+    return cell(params, s, a if pre is None else _add_pre(a, pre, in_place=False), u)
 
 
 def batch_groups(batch: int, groups: int | None = None) -> tuple[int, ...]:
@@ -328,8 +363,33 @@ def _matmul_forward(
         return s_new, (h, _cat(a) if keep_a else None, coeffs if jacobians else None, states)
 
     s0 = tuple(_tree_rows(s0, sizes))
-    s_T, ys = jax.lax.scan(body, s0, (pre, u, keep, valid), unroll=unroll)
-    return _tree_cat(s_T), ys
+    over = None if residuals else _overwritable(pre, u, s0)
+    if over is None:
+        s_T, ys = jax.lax.scan(body, s0, (pre, u, keep, valid), unroll=unroll)
+        return _tree_cat(s_T), ys
+
+    # Without residuals each step's h is written over the input row it has just read (pre, or
+    # u when that is one array): no zero-filled buffer for the outputs, one large array fewer.
+    def body_over(carry, xs_t):
+        s_prev, buf = carry
+        t, pre_t, u_t, k_t, m_t = xs_t
+        read = jax.lax.dynamic_index_in_dim(buf, t, keepdims=False)
+        pre_t, u_t = (read, u_t) if over == "pre" else (pre_t, read)
+        s_new, h = body(s_prev, (pre_t, u_t, k_t, m_t))
+        return (s_new, jax.lax.dynamic_update_index_in_dim(buf, h, t, 0)), None
+
+    buf = pre if over == "pre" else u
+    xs = (jnp.arange(buf.shape[0]), *((None, u) if over == "pre" else (pre, None)), keep, valid)
+    (s_T, hs), _ = jax.lax.scan(body_over, (s0, buf), xs, unroll=unroll)
+    return _tree_cat(s_T), hs
+
+
+def _overwritable(pre: Array | None, u: Any, s0: tuple) -> str | None:
+    """Which time-major input, "pre" or "u", has the shape and dtype of the outputs ``hs``."""
+    h = s0[0][-1]
+    like = lambda x: isinstance(x, jax.Array) and x.shape[1:] == (
+        sum(g[-1].shape[0] for g in s0), h.shape[-1]) and x.dtype == h.dtype  # fmt: skip
+    return "pre" if like(pre) else "u" if like(u) else None
 
 
 def _one_block(cell: Callable, q: Any, s: tuple, a: Array, u_t: Any) -> tuple:
@@ -391,6 +451,70 @@ def _matmul_scan_jvp(cell, unroll, elementwise, sizes, primals, tangents):
     xs = (s_in, a, u, drive, du, keep, valid)
     ds_T, dhs = jax.lax.scan(body, ds0, xs, unroll=unroll)
     return (s_T, hs), (ds_T, dhs)
+
+
+def _stepwise(project, cell):
+    """The cell with the input projection done in the step: reads ``x_t``, not ``(pre_t, u_t)``."""
+
+    def step_cell(qs, s, a, x_t):
+        params, q_in = qs
+        pre_t, u_t = project(q_in, x_t)
+        return cell(params, s, a if pre_t is None else _add_pre(a, pre_t, in_place=False), u_t)
+
+    return step_cell
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3, 4, 5))
+def _projected_scan(
+    project,
+    cell,
+    unroll,
+    elementwise,
+    sizes,
+    stepwise,
+    q_in,
+    x,
+    kernel,
+    bias,
+    params,
+    s0,
+    keep,
+    valid,
+):
+    if stepwise:
+        # Two steps per iteration at least: the runtime then overlaps one step's input products,
+        # which do not wait for h, with the other step's recurrence.
+        return _matmul_forward(
+            _stepwise(project, cell), max(unroll, 2), sizes, kernel, bias, (params, q_in), None,
+            x, s0, keep, valid,
+        )  # fmt: skip
+    pre, u = project(q_in, x)
+    return _matmul_forward(cell, unroll, sizes, kernel, bias, params, pre, u, s0, keep, valid)
+
+
+def _instantiate(tree: Any) -> Any:
+    is_zero = lambda t: isinstance(t, jax.custom_derivatives.SymbolicZero)
+    return jax.tree.map(
+        lambda t: jnp.zeros(t.shape, t.dtype) if is_zero(t) else t, tree, is_leaf=is_zero
+    )
+
+
+@partial(_projected_scan.defjvp, symbolic_zeros=True)
+def _projected_scan_jvp(project, cell, unroll, elementwise, sizes, stepwise, primals, tangents):
+    # Derivatives project all steps at once, as the tangent's terms over all steps need.
+    q_in, x, *rest = primals
+    dq_in, dx, *drest = tangents
+    if isinstance(dx, jax.custom_derivatives.SymbolicZero):  # no dx @ W matmul of zeros
+        (pre, u), (dpre, du) = jax.jvp(lambda q: project(q, x), (q_in,), (_instantiate(dq_in),))
+    else:
+        (pre, u), (dpre, du) = jax.jvp(project, (q_in, x), (_instantiate(dq_in), dx))
+    kernel, bias, params, s0, keep, valid = rest
+    dkernel, dbias, dparams, ds0, dkeep, dvalid = _instantiate(drest)
+    return jax.jvp(
+        partial(_matmul_scan, cell, unroll, elementwise, sizes),
+        (kernel, bias, params, pre, u, s0, keep, valid),
+        (dkernel, dbias, dparams, dpre, du, ds0, dkeep, dvalid),
+    )
 
 
 def _elementwise_tangent(
@@ -471,6 +595,9 @@ def scan_matmul_cell(
     unroll: int = 1,
     elementwise: bool = False,
     groups: int | None = None,
+    project: Callable[[Any, Array], tuple[Array | None, Any]] | None = None,
+    x: Array | None = None,
+    project_params: Any = None,
 ) -> tuple[Any, Array]:
     """Runs ``s_t = cell(params, s̃, a_t, u_t)`` with ``a_t = h̃ @ kernel + bias + [pre_t | 0]``.
 
@@ -499,6 +626,12 @@ def scan_matmul_cell(
         differentiation keeps them instead of re-running the cell.
       groups: how many groups of batch rows each step runs side by side (None: see
         :func:`batch_groups`); results agree across groupings up to rounding.
+      project: instead of ``pre`` and ``u``, the input projection
+        ``project(project_params, x) -> (pre, u)`` of raw inputs ``x`` [T, B, D] (time-major),
+        acting row by row (it is also called on one step, ``x_t`` [B', D]); must not close over
+        traced values. Derivatives project all steps at once; on the CPU, the forward pass alone
+        projects each step inside the loop when ``pre`` and ``u`` together are wider than the
+        state (see the comment above :func:`matmul`). Results agree up to rounding.
 
     Returns:
       ``(s_T, hs [T, B, N])``: the final state, structured as ``h0``, and every step's ``h``;
@@ -507,27 +640,29 @@ def scan_matmul_cell(
     blocks = h0 if isinstance(h0, tuple) else (h0,)
     dt = blocks[-1].dtype
     n = blocks[-1].shape[-1]
-    for i, x in enumerate(blocks):
-        if x.shape != blocks[-1].shape or x.dtype != dt:
+    for i, b in enumerate(blocks):
+        if b.shape != blocks[-1].shape or b.dtype != dt:
             raise ValueError(
-                f"h0's blocks must share one shape and dtype, got block {i} {x.shape} {x.dtype} "
+                f"h0's blocks must share one shape and dtype, got block {i} {b.shape} {b.dtype} "
                 f"and block {len(blocks) - 1} {blocks[-1].shape} {dt}"
             )
     if kernel.shape[0] != n:
         raise ValueError(
             f"kernel's first axis must be the state size {n}, got shape {kernel.shape}"
         )
+    if project is not None:
+        pre, u = jax.eval_shape(project, project_params, x)
     if pre is not None and pre.shape[-1] > kernel.shape[-1]:
         raise ValueError(
             f"pre's last axis must be at most the kernel's {kernel.shape[-1]}, got {pre.shape}"
         )
     if elementwise:
         blocked = [("kernel", kernel), ("pre", pre), *(("u", x) for x in jax.tree.leaves(u))]
-        for name, x in blocked:
-            if x is not None and x.shape[-1] % n:
+        for name, b in blocked:
+            if b is not None and b.shape[-1] % n:
                 raise ValueError(
                     f"elementwise cell: {name}'s last axis must be a multiple of the state size "
-                    f"{n}, got shape {x.shape}"
+                    f"{n}, got shape {b.shape}"
                 )
     if not isinstance(h0, tuple):
         cell = partial(_one_block, cell)
@@ -535,9 +670,17 @@ def scan_matmul_cell(
     keep = None if resets is None else (~resets).astype(dt)[..., None]
     valid = None if mask is None else mask.astype(dt)[..., None]
     sizes = batch_groups(blocks[-1].shape[0], groups)
-    s_T, hs = _matmul_scan(
-        cell, unroll, elementwise, sizes, kernel, bias, params, pre, u, blocks, keep, valid
-    )
+    if project is not None:
+        width = sum(leaf.shape[-1] for leaf in jax.tree.leaves((pre, u)))
+        stepwise = jax.default_backend() == "cpu" and width > n
+        s_T, hs = _projected_scan(
+            project, cell, unroll, elementwise, sizes, stepwise, project_params, x, kernel, bias,
+            params, blocks, keep, valid,
+        )  # fmt: skip
+    else:
+        s_T, hs = _matmul_scan(
+            cell, unroll, elementwise, sizes, kernel, bias, params, pre, u, blocks, keep, valid
+        )
     return (s_T if isinstance(h0, tuple) else s_T[0]), hs
 
 

@@ -12,9 +12,10 @@ and timed the same way as ours.
 * ``scan``: the best straightforward JAX formulation: the input projection for all steps in one
   matmul, then ``jax.lax.scan`` over time in the layer's natural dtype (complex64 for complex
   states), differentiated by JAX.
-* ``flax``: ``flax.linen.RNN`` over ``nn.SimpleCell`` / ``nn.GRUCell``.
-* ``torch``: ``torch.nn.RNN`` / ``torch.nn.GRU`` on the CPU, when torch is importable (optional,
-  never a dependency); built by :func:`torch_peer`, since it is not a JAX function.
+* ``flax``: ``flax.linen.RNN`` over ``nn.SimpleCell`` / ``nn.GRUCell`` / ``nn.OptimizedLSTMCell``.
+* ``torch``: ``torch.nn.RNN`` / ``torch.nn.GRU`` / ``torch.nn.LSTM`` on the CPU, when torch is
+  importable (optional, never a dependency); built by :func:`torch_peer`, since it is not a JAX
+  function.
 * ``ideal`` (linear-readout layers, forward only): what the layer cannot avoid: the input
   projection, the readout and one write of the state tensor, timed as separate pieces whose
   times are summed (:func:`ideal_pieces`).
@@ -35,14 +36,20 @@ import recurrent_zoo as rz
 Array = jax.Array
 Apply = Callable[[Any, Array], Array]
 
-# Which peers each layer is raced against (``ideal`` and ``torch`` are handled separately).
+# Which peers each layer is raced against (``ideal`` and ``torch`` are handled separately); a
+# layer that is not (yet) registered in ``rz.LAYERS`` is left out.
 PEERS: dict[str, tuple[str, ...]] = {
-    "lru": ("reference", "scan", "ideal"),
-    "crnn": ("reference", "scan", "ideal"),
-    "mh_linear": ("scan", "ideal"),
-    "rnn": ("flax", "torch", "scan"),
-    "ln_rnn": ("scan",),
-    "gru": ("flax", "torch", "scan"),
+    name: peers
+    for name, peers in {
+        "lru": ("reference", "scan", "ideal"),
+        "crnn": ("reference", "scan", "ideal"),
+        "mh_linear": ("scan", "ideal"),
+        "rnn": ("flax", "torch", "scan"),
+        "ln_rnn": ("scan",),
+        "gru": ("flax", "torch", "scan"),
+        "lstm": ("flax", "torch", "scan"),
+    }.items()
+    if name in rz.LAYERS
 }
 ALL_PEERS = ("reference", "scan", "flax", "torch", "ideal")
 
@@ -163,6 +170,24 @@ def _scan(layer: nn.Module, params: dict[str, Array]) -> tuple[Any, Apply]:
 
             return _time_scan(step, jnp.zeros((x.shape[0], n), gi.dtype), gi)
 
+    elif name == "lstm":
+
+        def apply(q, x):
+            gi = x @ q["input_kernel"] + q["input_bias"]
+
+            def step(carry, gi_t):
+                c, h = carry
+                i, f, g, o = jnp.split(
+                    gi_t + h @ q["recurrent_kernel"] + q["recurrent_bias"], 4, -1
+                )
+                c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+                h = jax.nn.sigmoid(o) * jnp.tanh(c)
+                return (c, h), h
+
+            zeros = jnp.zeros((x.shape[0], n), gi.dtype)
+            _, hs = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(gi, 0, 1))
+            return jnp.swapaxes(hs, 0, 1)
+
     else:
         raise ValueError(f"no scan peer for layer {name!r}")
     return dict(params), apply
@@ -194,6 +219,16 @@ def _flax(layer: nn.Module, params: dict[str, Array]) -> tuple[Any, Apply]:
             "hz": {"kernel": g(Wh, 1)},
             "hn": {"kernel": g(Wh, 2), "bias": g(bh, 2)},
         }
+    elif name == "lstm":
+        rnn = nn.RNN(nn.OptimizedLSTMCell(features=n))
+        Wi, Wh = params["input_kernel"], params["recurrent_kernel"]
+        b = params["input_bias"] + params["recurrent_bias"]
+        g = lambda a, k: a[..., k * n : (k + 1) * n]
+        # Flax's LSTM cells have one bias per gate, on the recurrent side.
+        cell = {f"i{gate}": {"kernel": g(Wi, k)} for k, gate in enumerate("ifgo")}
+        cell.update(
+            {f"h{gate}": {"kernel": g(Wh, k), "bias": g(b, k)} for k, gate in enumerate("ifgo")}
+        )
     else:
         raise ValueError(f"no flax peer for layer {name!r}")
     return {"params": {"cell": cell}}, rnn.apply
@@ -209,15 +244,15 @@ def torch_available() -> bool:
 
 
 def torch_peer(layer: nn.Module, params: dict[str, Array]) -> Any:
-    """``torch.nn.RNN`` / ``torch.nn.GRU`` (batch first, CPU) with our parameters copied in."""
+    """``torch.nn.RNN`` / ``GRU`` / ``LSTM`` (batch first, CPU) with our parameters copied in."""
     import torch
 
     name = layer_name(layer)
     t = lambda a: torch.tensor(np.asarray(a, dtype=np.float32))
     n = layer.hidden_size
     d_in = params["input_kernel"].shape[0]
-    if name == "gru":
-        module = torch.nn.GRU(d_in, n, batch_first=True)
+    if name in ("gru", "lstm"):  # the same gate order and parameter layout as ours
+        module = (torch.nn.GRU if name == "gru" else torch.nn.LSTM)(d_in, n, batch_first=True)
         weights = {
             "weight_ih_l0": params["input_kernel"].T,
             "weight_hh_l0": params["recurrent_kernel"].T,

@@ -28,7 +28,8 @@ import numpy as np
 NAME = "speed"
 HELP = "time, compile time and memory of each layer against its peers, across sequence lengths"
 
-LAYERS = ("lru", "crnn", "mh_linear", "rnn", "ln_rnn", "gru")
+# The default --layers: those of these that are registered in rz.LAYERS.
+LAYERS = ("lru", "crnn", "mh_linear", "rnn", "ln_rnn", "gru", "lstm")
 LINEAR = ("lru", "crnn", "mh_linear")
 DTYPES = ("float32", "bfloat16")
 QUICK_LENGTHS = (256, 1024)
@@ -36,7 +37,9 @@ FULL_LENGTHS = (256, 1024, 4096, 16384)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--layers", nargs="+", default=list(LAYERS), help="layers to time")
+    parser.add_argument(
+        "--layers", nargs="+", default=None, help="layers to time (default: all of them)"
+    )
     parser.add_argument(
         "--scans",
         nargs="+",
@@ -283,17 +286,21 @@ def _plot(rows, ratios, out):
         nrows, cols, figsize=(4.5 * cols, 3.6 * nrows), squeeze=False, layout="constrained"
     )
     for ax, layer in zip(axes.flat, layers):
+        # One colour per implementation: solid/dashed its forward+backward, dotted its forward.
+        colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
         for (scan_name, dtype), group in _groups([r for r in rows if r["layer"] == layer]):
-            T = [r["T"] for r in group]
+            T, c = [r["T"] for r in group], next(colors)
             label = f"ours {scan_name} {dtype}"
-            ax.plot(T, [r["fwd_bwd_ms"] for r in group], "o-", label=label + " fwd+bwd")
-            ax.plot(T, [r["fwd_ms"] for r in group], "o:", label=label + " fwd")
+            ax.plot(T, [r["fwd_bwd_ms"] for r in group], "o-", c=c, label=label + " fwd+bwd")
+            ax.plot(T, [r["fwd_ms"] for r in group], "o:", c=c, label=label + " fwd")
         peers = [r for r in ratios if r["layer"] == layer]
         for peer in dict.fromkeys(r["peer"] for r in peers):
             group = sorted((r for r in peers if r["peer"] == peer), key=lambda r: r["T"])
-            key = "peer_fwd_ms" if peer == "ideal" else "peer_fwd_bwd_ms"
-            what = "fwd" if peer == "ideal" else "fwd+bwd"
-            ax.plot([r["T"] for r in group], [r[key] for r in group], "s--", label=f"{peer} {what}")
+            T, c = [r["T"] for r in group], next(colors)
+            if peer != "ideal":  # forward only
+                fb = [r["peer_fwd_bwd_ms"] for r in group]
+                ax.plot(T, fb, "s--", c=c, label=f"{peer} fwd+bwd")
+            ax.plot(T, [r["peer_fwd_ms"] for r in group], "s:", c=c, label=f"{peer} fwd")
         ax.set(xscale="log", yscale="log", title=layer, xlabel="T", ylabel="ms")
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(layers) :]:
@@ -310,9 +317,12 @@ def _groups(rows):
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measures every configuration, prints the tables, writes ``speed.json`` and ``speed.png``."""
+    import recurrent_zoo as rz
     from recurrent_zoo.bench import _peers
     from recurrent_zoo.bench._common import args_dict, format_table, progress, write_json
 
+    if args.layers is None:
+        args.layers = [name for name in LAYERS if name in rz.LAYERS]
     _check(args)
     if args.lengths is None:
         args.lengths = list(FULL_LENGTHS if args.full else QUICK_LENGTHS)

@@ -175,9 +175,10 @@ class CellLayer(RecurrentLayer):
     """Base of the layers run by :func:`scan.scan_matmul_cell` (``rnn``, ``ln_rnn``, ``gru``,
     ``lstm``).
 
-    Subclasses give ``_params(d_in)`` (compact), ``_inputs(p, x)`` (the time-parallel input
-    projection of ``x [..., D_in]``: ``(pre [..., K'], u)``, the part added to the first K'
-    columns of the pre-activation and a pytree the cell reads), ``_recurrent_kernel(p)``
+    Subclasses give ``_params(d_in)`` (compact), ``_inputs(q, x)`` (the input projection of
+    ``x [..., D_in]``, any number of steps: ``(pre [..., K'], u)``, the part added to the first K'
+    columns of the pre-activation and a pytree the cell reads; ``q = _input_params(p)``, by default
+    ``p``, is what it reads, sliced and cast once outside the loop), ``_recurrent_kernel(p)``
     (W [N, K]), optionally ``_recurrent_bias(p)`` (b [K]) and ``_cell_params(p)`` (what the cell
     reads besides W and b), and ``_cell(q, s, a, u_t) -> s`` with ``a = h @ W + b + [pre | 0]``.
     The state ``s`` is h [B, N], or a tuple of [B, N] blocks ending in h (the LSTM's ``(c, h)``,
@@ -208,14 +209,14 @@ class CellLayer(RecurrentLayer):
         # Time-major before projecting: x [B, T, D_in] is the smallest array to transpose, and
         # the projection is then one 2-D matmul whose rows the scan reads in order.
         tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)
-        pre, u = self._inputs(p, tm(x))
         h_T, hs = scan.scan_matmul_cell(
             self._cell,
             self._kernel(p),
             self._cell_params(p),
             h0,
-            u,
-            pre=pre,
+            project=self._inputs,
+            x=tm(x),
+            project_params=self._input_params(p),
             bias=self._recurrent_bias(p),
             resets=tm(resets),
             mask=tm(mask),
@@ -227,10 +228,18 @@ class CellLayer(RecurrentLayer):
 
     def _step(self, s, x_t):
         p = self._params(x_t.shape[-1])
-        pre, u = self._inputs(p, x_t)
-        a = scan.pre_activation(_output_block(s), self._kernel(p), self._recurrent_bias(p), pre)
-        s = self._cell(self._cell_params(p), s, a, u)
+        pre, u = self._step_inputs(p, x_t)
+        s = scan.matmul_cell_step(
+            self._cell, self._kernel(p), self._cell_params(p), s, u, pre=pre,
+            bias=self._recurrent_bias(p),
+        )  # fmt: skip
         return s, _output_block(s)
+
+    def _input_params(self, p: dict[str, Any]) -> Any:
+        return p
+
+    def _step_inputs(self, p: dict[str, Any], x_t: Array) -> tuple[Array | None, Any]:
+        return self._inputs(self._input_params(p), x_t)
 
     def _recurrent_kernel(self, p: dict[str, Any]) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -81,8 +81,11 @@ class LSTM(CellLayer):
             "bh": self.param("recurrent_bias", nn.initializers.zeros, (4 * n,), pd),
         }
 
-    def _inputs(self, p: dict[str, Any], x: Array) -> tuple[Array, None]:
-        return project(x, p["Wi"], self.dtype, self.state_dtype), None
+    def _input_params(self, p: dict[str, Any]) -> Array:
+        return p["Wi"].astype(self.dtype)
+
+    def _inputs(self, Wi: Array, x: Array) -> tuple[Array, None]:
+        return project(x, Wi, self.dtype, self.state_dtype), None
 
     def _recurrent_kernel(self, p: dict[str, Any]) -> Array:
         return p["Wh"]

@@ -17,6 +17,10 @@ from recurrent_zoo.layers.base import LinearReadout, project
 Array = jax.Array
 
 
+def _identity(q: Any, h: Array, a: Array, u: None) -> Array:
+    return a
+
+
 class MultiHeadLinearRNN(LinearReadout):
     """Real linear RNN whose recurrence is block-diagonal with ``num_heads`` dense blocks.
 
@@ -83,6 +87,8 @@ class MultiHeadLinearRNN(LinearReadout):
 
     def _sequence(self, x, h0, resets, mask):
         p = self._params(x.shape[-1])
+        if self.num_heads == 1 and scan.resolve_method(self.scan, "block") == "sequential":
+            return self._sequence_dense(p, x, h0, resets, mask)
         h_T, hs = scan.linear_scan(
             p["A"].astype(self.state_dtype),
             self._inputs(p, x),
@@ -94,6 +100,31 @@ class MultiHeadLinearRNN(LinearReadout):
             unroll=self.unroll,
         )
         return h_T.reshape(h0.shape), self._readout(p, hs, x)
+
+    def _sequence_dense(self, p, x, h0, resets, mask):
+        """One head, sequentially: the linear Elman RNN h_t = h_{t−1} Aᵀ + x_t B, run by
+        :func:`scan.scan_matmul_cell` like the other cell layers (the input projection in the
+        loop when nothing is differentiated, ∂A in one matmul over all steps when it is), on
+        time-major rows, so that only x and y are transposed."""
+        tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)
+        xt = tm(x)
+        h_T, hs = scan.scan_matmul_cell(
+            _identity,
+            p["A"][0].T.astype(self.state_dtype),
+            {},
+            h0,
+            project=self._project_flat,
+            x=xt,
+            project_params=p["B"],
+            resets=tm(resets),
+            mask=tm(mask),
+            unroll=self.unroll,
+            elementwise=True,
+        )
+        return h_T, tm(self._readout(p, self._heads(hs), xt))
+
+    def _project_flat(self, B: Array, x: Array) -> tuple[Array, None]:
+        return project(x, B, self.dtype, self.state_dtype), None
 
     def _step(self, h, x_t):
         p = self._params(x_t.shape[-1])

@@ -71,8 +71,11 @@ class VanillaRNN(CellLayer):
     def _normalize(self, p: dict[str, Any], a: Array) -> Array:
         return a
 
-    def _inputs(self, p: dict[str, Any], x: Array) -> tuple[Array, None]:
-        return project(x, p["U"], self.dtype, self.state_dtype), None
+    def _input_params(self, p: dict[str, Any]) -> Array:
+        return p["U"].astype(self.dtype)
+
+    def _inputs(self, U: Array, x: Array) -> tuple[Array, None]:
+        return project(x, U, self.dtype, self.state_dtype), None
 
     def _recurrent_kernel(self, p: dict[str, Any]) -> Array:
         return p["W"]
