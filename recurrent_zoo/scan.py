@@ -274,6 +274,12 @@ def _add_pre(a: Array, pre: Array, in_place: bool = True) -> Array:
     return jnp.concatenate([a[..., :k] + pre, a[..., k:]], axis=-1)
 
 
+def output_block(s: Any) -> Array:
+    """The part of a matmul cell's state that the matmul reads and the scan emits: h, or the last
+    block of a state tuple (the LSTM's ``(c, h)``)."""
+    return s[-1] if isinstance(s, tuple) else s
+
+
 def matmul_cell_step(
     cell: Callable[[Any, Any, Array, Any], Any],
     kernel: Array,
@@ -286,7 +292,7 @@ def matmul_cell_step(
 ) -> Any:
     """One step of :func:`scan_matmul_cell`'s recurrence, without resets or padding: the new state
     ``cell(params, s, h @ kernel + bias + [pre | 0], u)``, h being s or its last block."""
-    a = pre_activation(s[-1] if isinstance(s, tuple) else s, kernel, bias)
+    a = pre_activation(output_block(s), kernel, bias)
     return cell(params, s, a if pre is None else _add_pre(a, pre, in_place=False), u)
 
 

@@ -233,7 +233,7 @@ class CellLayer(RecurrentLayer):
             self._cell, self._kernel(p), self._cell_params(p), s, u, pre=pre,
             bias=self._recurrent_bias(p),
         )  # fmt: skip
-        return s, _output_block(s)
+        return s, scan.output_block(s)
 
     def _input_params(self, p: dict[str, Any]) -> Any:
         return p
@@ -252,11 +252,6 @@ class CellLayer(RecurrentLayer):
 
     def _cell(self, q, h, a, u_t):  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-def _output_block(s: Any) -> Array:
-    """The part of a cell's state that the matmul reads and the layer emits: h, or (…, h)[-1]."""
-    return s[-1] if isinstance(s, tuple) else s
 
 
 class LinearReadout(RecurrentLayer):
