@@ -2,34 +2,92 @@
 
 >>> import recurrent_zoo as rz
 >>> layer = rz.LRU(hidden_size=64)
+
+The names below load on first use (PEP 562), so that ``import recurrent_zoo`` and the command
+line's ``--help`` and ``list`` do not pay for importing JAX and Flax.
 """
 
-from recurrent_zoo import (
-    data,
-    diagnostics,
-    embeddings,
-    initializers,
-    optim,
-    parametrization,
-    scan,
-    theory,
-)
-from recurrent_zoo.layers import (
-    GRU,
-    LAYERS,
-    LRU,
-    LSTM,
-    Bidirectional,
-    ComplexDiagonalRNN,
-    LayerNormRNN,
-    MultiHeadLinearRNN,
-    RecurrentLayer,
-    VanillaRNN,
-    make_layer,
-)
-from recurrent_zoo.models import RecurrentBlock, SequenceModel
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Subpackages and modules reachable as attributes (``rz.scan``, ``rz.data``, ...).
+_SUBMODULES = (
+    "data",
+    "diagnostics",
+    "embeddings",
+    "initializers",
+    "optim",
+    "parametrization",
+    "scan",
+    "theory",
+)
+#: Names exported at top level, by the module that defines them.
+_NAMES = {
+    **dict.fromkeys(
+        (
+            "GRU",
+            "LAYERS",
+            "LRU",
+            "LSTM",
+            "Bidirectional",
+            "ComplexDiagonalRNN",
+            "LayerNormRNN",
+            "MultiHeadLinearRNN",
+            "RecurrentLayer",
+            "VanillaRNN",
+            "make_layer",
+        ),
+        "recurrent_zoo.layers",
+    ),
+    "RecurrentBlock": "recurrent_zoo.models",
+    "SequenceModel": "recurrent_zoo.models",
+}
+
+if TYPE_CHECKING:
+    from recurrent_zoo import (
+        data,
+        diagnostics,
+        embeddings,
+        initializers,
+        optim,
+        parametrization,
+        scan,
+        theory,
+    )
+    from recurrent_zoo.layers import (
+        GRU,
+        LAYERS,
+        LRU,
+        LSTM,
+        Bidirectional,
+        ComplexDiagonalRNN,
+        LayerNormRNN,
+        MultiHeadLinearRNN,
+        RecurrentLayer,
+        VanillaRNN,
+        make_layer,
+    )
+    from recurrent_zoo.models import RecurrentBlock, SequenceModel
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "GRU",

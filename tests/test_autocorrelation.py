@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import recurrent_zoo as rz
-from recurrent_zoo.bench import autocorrelation as ac
 from recurrent_zoo.cli import main
+from recurrent_zoo.diagnostics import autocorrelation as ac
 
 
 def direct_C(x: np.ndarray, mask: np.ndarray, max_lag: int) -> np.ndarray:
@@ -63,7 +63,7 @@ def test_fit_recovers_known_parameters(rho):
 def test_streamed_autocorrelation_equals_the_definition_on_real_text(bert):
     K, L = 40, 48
     kwargs = dict(bert=bert, split="validation", length=L, max_tokens=6000)
-    stats = ac.autocorrelation(rz.data.iter_batches(batch_size=8, **kwargs), bert, K)
+    stats = ac.embedding_autocorrelation(rz.data.iter_batches(batch_size=8, **kwargs), bert, K)
     batches = list(rz.data.iter_batches(batch_size=1000, **kwargs))
     assert len(batches) == 1
     ids, mask = batches[0]
@@ -77,7 +77,7 @@ def test_streamed_autocorrelation_equals_the_definition_on_real_text(bert):
 def test_contextual_path_runs_the_encoder():
     full = rz.embeddings.load_bert()
     batches = list(rz.data.iter_batches(bert=full, split="validation", length=32, max_tokens=200))
-    stats = ac.autocorrelation(iter(batches), full, 10, contextual=True)
+    stats = ac.embedding_autocorrelation(iter(batches), full, 10, contextual=True)
     ids, mask = batches[0]
     x = np.asarray(full.encode(ids, attention_mask=mask))
     np.testing.assert_allclose(stats["C"], direct_C(x, mask, 10), rtol=1e-4, atol=1e-6)

@@ -21,7 +21,9 @@ ROOT = Path(__file__).parent.parent
 
 def test_extras_table_matches_pyproject():
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     modules_of: dict[str, list[str]] = {}
     for module, dists in importlib.metadata.packages_distributions().items():
         for dist in dists:

@@ -1,4 +1,5 @@
-"""recurrent-zoo bench language-model: vocabulary, batches, evaluation, the command line."""
+"""Next-token data (vocabulary, batches), the language-model task's evaluation, and the
+``recurrent-zoo bench language-model`` command line."""
 
 from __future__ import annotations
 
@@ -10,26 +11,27 @@ import numpy as np
 import optax
 import pytest
 
-from recurrent_zoo.bench import language_model as lm
+from recurrent_zoo import data
 from recurrent_zoo.cli import main
+from recurrent_zoo.tasks import language_model as lm
 
 
 def test_vocabulary_keeps_the_most_frequent_ids():
     train = np.array([5, 5, 5, 7, 7, 2, 9, 9, 9, 9], np.int32)
-    vocab = lm.Vocabulary(train, size=2, full_size=12)
+    vocab = data.Vocabulary(train, size=2, full_size=12)
     assert vocab.num_classes == 3
     np.testing.assert_array_equal(vocab(np.array([9, 5, 7, 2, 0, 11])), [0, 1, 2, 2, 2, 2])
     assert vocab.coverage(np.array([9, 5, 7, 2])) == 0.5
-    whole = lm.Vocabulary(train, size=0, full_size=12)
+    whole = data.Vocabulary(train, size=0, full_size=12)
     assert whole.num_classes == 12 and whole.coverage(train) == 1.0
     np.testing.assert_array_equal(whole(np.arange(12)), np.arange(12))
     with pytest.raises(ValueError, match="vocabulary size"):
-        lm.Vocabulary(train, size=-1, full_size=12)
+        data.Vocabulary(train, size=-1, full_size=12)
 
 
 def test_batches_are_shifted_windows_fixed_by_the_key():
     stream = np.arange(1000, dtype=np.int32) * 3
-    batch_fn = lm.make_batch_fn(stream, batch_size=4, length=16)
+    batch_fn = data.next_token_batches(stream, batch_size=4, length=16)
     key = jax.random.key(1)
     b = batch_fn(key, 0)
     x, y = np.asarray(b["inputs"]), np.asarray(b["targets"])
@@ -39,7 +41,7 @@ def test_batches_are_shifted_windows_fixed_by_the_key():
     np.testing.assert_array_equal(x, np.asarray(batch_fn(key, 7)["inputs"]))
     assert not np.array_equal(x, np.asarray(batch_fn(jax.random.key(2), 0)["inputs"]))
     with pytest.raises(ValueError, match="fewer than a window"):
-        lm.make_batch_fn(stream[:10], batch_size=2, length=16)
+        data.next_token_batches(stream[:10], batch_size=2, length=16)
 
 
 class Bigram:

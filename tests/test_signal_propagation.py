@@ -13,8 +13,8 @@ import pytest
 
 import recurrent_zoo as rz
 from recurrent_zoo.bench import signal_propagation as bench
-from recurrent_zoo.bench._common import UsageError
 from recurrent_zoo.cli import main
+from recurrent_zoo.cli.usage import UsageError
 from recurrent_zoo.diagnostics import (
     activity,
     gradient_by_group,
@@ -100,7 +100,7 @@ def test_activity_selects_by_predicate_and_averages_repeated_calls():
 
 def test_bench_end_to_end_shows_the_curse_of_memory(tmp_path, capsys):
     argv = ["bench", "signal-propagation", "--out", str(tmp_path), "--layers", "crnn"]
-    argv += ["--norms", "none", "--T", "1,100", "--num-sequences", "4", "--length", "64"]
+    argv += ["--norms", "none", "--T", "1", "100", "--num-sequences", "4", "--length", "64"]
     argv += ["--d-model", "8", "--d-in", "4"]
     assert main(argv) == 0
     record = json.loads((tmp_path / "signal-propagation.json").read_text())

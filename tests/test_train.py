@@ -24,8 +24,8 @@ import pytest
 
 import recurrent_zoo as rz
 from recurrent_zoo.cli import main
+from recurrent_zoo.tasks import TASKS
 from recurrent_zoo.train import Checkpointer, NonFiniteLossError, train
-from recurrent_zoo.train.tasks import TASKS
 
 NUM_STEPS = 12
 

@@ -84,7 +84,7 @@ def test_adding_problem_data(T: int) -> None:
 def test_adding_is_a_training_task() -> None:
     import argparse
 
-    from recurrent_zoo.train.tasks import TASKS
+    from recurrent_zoo.tasks import TASKS
 
     spec = TASKS["adding"].build(argparse.Namespace(batch_size=4, seq_len=6, seed=0))
     batch = spec.batch_fn(jax.random.key(0), 0)

@@ -1,4 +1,9 @@
-"""What every bench shares: its output folder, JSON record, table, progress and plots."""
+"""What every bench shares: its output folder, JSON record, table, progress and plots.
+
+Light to import (JAX, NumPy and matplotlib load inside the functions that use them), so that the
+benches' option parsers build without them. The options themselves are
+:mod:`recurrent_zoo.cli.options`'.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +16,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import jax
-import numpy as np
-
 T = TypeVar("T")
-
-
-class UsageError(ValueError):
-    """A bad option value: the command line prints it on one line and exits with status 2."""
 
 
 def environment() -> dict[str, Any]:
     """Where a result was produced: versions, backend, devices, host."""
     import flax
+    import jax
     import jaxlib
     import optax
 
@@ -43,20 +42,27 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray | jax.Array):
-        return _jsonable(np.asarray(x).tolist())
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None if np.isnan(x) else ("inf" if x > 0 else "-inf")
-    if isinstance(x, Path):
-        return str(x)
-    return x
+def _jsonable(record: Any) -> Any:
+    """``record`` with arrays as lists, non-finite floats as None/"inf"/"-inf", paths as text."""
+    import jax
+    import numpy as np
+
+    def convert(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {str(k): convert(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [convert(v) for v in x]
+        if isinstance(x, np.ndarray | jax.Array):
+            return convert(np.asarray(x).tolist())
+        if isinstance(x, np.generic):
+            return x.item()
+        if isinstance(x, float) and not np.isfinite(x):
+            return None if np.isnan(x) else ("inf" if x > 0 else "-inf")
+        if isinstance(x, Path):
+            return str(x)
+        return x
+
+    return convert(record)
 
 
 def write_json(out: str | Path, name: str, inputs: dict[str, Any], results: Any) -> Path:

@@ -15,15 +15,9 @@ import argparse
 import functools
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from recurrent_zoo import theory
 from recurrent_zoo.bench._common import (
-    UsageError,
     args_dict,
     format_table,
     progress,
@@ -31,7 +25,11 @@ from recurrent_zoo.bench._common import (
     save_figure,
     write_json,
 )
-from recurrent_zoo.diagnostics import activity, gradient_by_group, name_groups
+from recurrent_zoo.cli.options import Size, Sizes, add_layers
+from recurrent_zoo.cli.usage import UsageError
+
+if TYPE_CHECKING:
+    import jax
 
 NAME = "signal-propagation"
 HELP = "activity and gradients of a 4-layer recurrent network at init against memory ν0 (Fig. 5)"
@@ -49,18 +47,21 @@ GROUPS = {
     "lstm": {"cell": ("layer",)},
 }
 
-# (full, quick) sizes. Quick inputs are synthetic of width 32; full ones BERT-sized (768).
-_SIZES = {
-    "num_sequences": (128, 16),
-    "length": (512, 256),
-    "d_model": (256, 64),
-    "d_in": (768, 32),
-}
+# Quick inputs are synthetic of width 32; full ones BERT-sized (768).
+SIZES = Sizes(
+    num_sequences=Size(16, 128, "input sequences"),
+    # The loss compares the output at t + 1 with x_t: at least two steps.
+    length=Size(256, 512, "sequence length T", minimum=2),
+    d_model=Size(64, 256, "width of the residual stream"),
+    d_in=Size(32, 768, "input features of the synthetic inputs"),
+)
 NUM_LAYERS = 4
 
 
 def loss(prediction: jax.Array, x: jax.Array) -> jax.Array:
     """The paper's ½·mean((prediction[:, 1:] − x[:, :−1])²) (the output at t+1 against x_t)."""
+    import jax.numpy as jnp
+
     return 0.5 * jnp.mean(jnp.square(prediction[:, 1:] - x[:, :-1]))
 
 
@@ -68,6 +69,8 @@ def layer_kwargs(layer: str, T: float) -> dict[str, Any]:
     """The recurrent layer's init for memory T: ν ∈ [1 − 1/T, 1 − 1/(2T)], phases in [−π, π]
     (crnn, lru); chrono bias over [T, 2T], he_normal input kernels, orthogonal recurrence (gru,
     lstm)."""
+    import jax
+
     if layer in ("gru", "lstm"):
         return {"chrono_init": float(T), "kernel_init": jax.nn.initializers.he_normal()}
     ring = {
@@ -96,6 +99,7 @@ def make_model(layer: str, T: float, norm: str, d_model: int, d_in: int):
 
 def measure(model, variables, x: jax.Array, layer: str, norm: str) -> dict[str, Any]:
     """Activity per recurrent layer and mean squared gradient per group, at ``variables``."""
+    from recurrent_zoo.diagnostics import activity, gradient_by_group, name_groups
     from recurrent_zoo.layers import RecurrentLayer
 
     # Batch norm at init uses the batch's statistics (train mode), as in a first training step.
@@ -112,25 +116,21 @@ def measure(model, variables, x: jax.Array, layer: str, norm: str) -> dict[str, 
     return {"activity": list(act.values()), "gradients": grads}
 
 
-def _add_sizes(parser: argparse.ArgumentParser) -> None:
-    for name, (full, quick) in _SIZES.items():
-        flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=int, default=None, help=f"default {quick}; --full {full}")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_layers(parser, DEFAULT_LAYERS, among=LAYER_TYPES)
     parser.add_argument(
-        "--layers",
-        default=",".join(DEFAULT_LAYERS),
-        help=f"comma-separated among {','.join(LAYER_TYPES)} (default {','.join(DEFAULT_LAYERS)})",
-    )
-    parser.add_argument(
-        "--norms", default=",".join(NORMS), help="comma-separated among none,layer,batch"
+        "--norms",
+        nargs="+",
+        choices=NORMS,
+        default=list(NORMS),
+        help=f"normalisations, space-separated among {' '.join(NORMS)} (default: all)",
     )
     parser.add_argument(
         "--T",
+        nargs="+",
+        type=float,
         default=None,
-        help="comma-separated memory times T ≥ 1 (ν0 = 1 − 1/T); default 1,√10,10,10^1.5,100",
+        help="memory times T ≥ 1 (ν0 = 1 − 1/T), space-separated; default 1 √10 10 10^1.5 100",
     )
     parser.add_argument(
         "--inputs",
@@ -141,43 +141,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rho", type=float, default=0.9, help="autocorrelation of the AR(1) inputs (default 0.9)"
     )
-    _add_sizes(parser)
+    SIZES.add_arguments(parser)
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    cfg: dict[str, Any] = {}
-    for name, (full, quick) in _SIZES.items():
-        v = getattr(args, name)
-        cfg[name] = (full if args.full else quick) if v is None else v
-        if cfg[name] < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {cfg[name]}")
-    if cfg["length"] < 2:
-        raise UsageError(
-            f"--length must be >= 2 (the loss compares shifted steps), got {cfg['length']}"
-        )
-    for opt, allowed in (("layers", LAYER_TYPES), ("norms", NORMS)):
-        chosen = [v.strip() for v in getattr(args, opt).split(",") if v.strip()]
-        bad = [v for v in chosen if v not in allowed]
-        if bad or not chosen:
-            raise UsageError(
-                f"--{opt} must be among {','.join(allowed)}, got {getattr(args, opt)!r}"
-            )
-        cfg[opt] = chosen
-    if args.T is None:
-        cfg["T"] = list(T_GRID)
-    else:
-        try:
-            cfg["T"] = [float(v) for v in args.T.split(",") if v.strip()]
-        except ValueError:
-            raise UsageError(f"--T must be comma-separated numbers >= 1, got {args.T!r}") from None
-        if not cfg["T"] or any(not (t >= 1) for t in cfg["T"]):
-            raise UsageError(f"--T must be comma-separated numbers >= 1, got {args.T!r}")
+    cfg = SIZES.resolve(args)
+    cfg["layers"] = list(dict.fromkeys(args.layers))
+    cfg["norms"] = list(dict.fromkeys(args.norms))
+    cfg["T"] = list(T_GRID) if args.T is None else list(args.T)
+    if any(not (t >= 1) for t in cfg["T"]):
+        raise UsageError(f"--T must be numbers >= 1, got {' '.join(map(str, args.T))}")
     if not -1.0 < args.rho < 1.0:
         raise UsageError(f"--rho must be in (-1, 1), got {args.rho}")
     return cfg
 
 
-def _inputs(args: argparse.Namespace, cfg: dict[str, Any]) -> np.ndarray:
+def _inputs(args: argparse.Namespace, cfg: dict[str, Any]) -> Any:
+    """x float32 [num_sequences, length, d_in] (numpy): AR(1) or Wikipedia embeddings."""
+    import jax
+    import numpy as np
+
+    from recurrent_zoo import theory
+
     n, length = cfg["num_sequences"], cfg["length"]
     if args.inputs == "synthetic":
         key = jax.random.key(args.seed)
@@ -193,6 +178,9 @@ def _inputs(args: argparse.Namespace, cfg: dict[str, Any]) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import jax
+    import jax.numpy as jnp
+
     cfg = _resolve(args)
     x = jnp.asarray(_inputs(args, cfg))
     combos = [
@@ -260,6 +248,7 @@ def growth_factors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _plot(records: list[dict[str, Any]], cfg: dict[str, Any], out: str) -> None:
+    import numpy as np
     from matplotlib.ticker import NullLocator
 
     plt = pyplot()

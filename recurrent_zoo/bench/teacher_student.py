@@ -17,12 +17,7 @@ import math
 import time
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 from recurrent_zoo.bench._common import (
-    UsageError,
     args_dict,
     format_table,
     progress,
@@ -30,7 +25,8 @@ from recurrent_zoo.bench._common import (
     save_figure,
     write_json,
 )
-from recurrent_zoo.tasks import teacher_student as ts
+from recurrent_zoo.cli.options import Size, Sizes
+from recurrent_zoo.cli.usage import UsageError
 
 NAME = "teacher-student"
 HELP = "students of every kind learning a linear teacher of growing memory ν0 (paper Fig. 3, 11)"
@@ -56,24 +52,15 @@ _LOG_LR = {
     "lru": (-0.5, -1.0, -1.5, -2.0, -2.5),
 }
 
-# (full, quick) sizes.
-_SIZES = {
-    "steps": (10_000, 400),
-    "batch_size": (128, 32),
-    "seeds": (10, 2),
-    "eval_size": (1024, 256),
-}
+SIZES = Sizes(
+    steps=Size(400, 10_000, "optimisation steps"),
+    batch_size=Size(32, 128, "sequences per step"),
+    seeds=Size(2, 10, "seeds (a teacher, an init and a data stream each)"),
+    eval_size=Size(256, 1024, "sequences of the final evaluation"),
+    lr_points=Size(3, 5, "learning rates per grid, taken from its middle (at most 5)"),
+)
 _QUICK_NU0 = (0.36, 0.84, 0.96, 0.99)
 _QUICK_MODELS = ("rnn", "block2", "lru")
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,45 +69,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--models",
+        nargs="+",
         default=None,
-        help=f"comma-separated students among {','.join(ts.STUDENTS)} (sweep/ablation; "
-        f"default quick: {','.join(_QUICK_MODELS)}; full or ablation: all)",
+        metavar="STUDENT",
+        help="students, space-separated, among the keys of "
+        "recurrent_zoo.tasks.teacher_student.STUDENTS (sweep/ablation; default quick: "
+        f"{' '.join(_QUICK_MODELS)}; --full or ablation: all)",
     )
     parser.add_argument(
         "--nu0",
-        type=_float_list,
+        nargs="+",
+        type=float,
         default=None,
-        help=f"comma-separated ν0 values for the sweep (quick: {_QUICK_NU0}; full: the paper's 7)",
+        help=f"ν0 values of the sweep (default {' '.join(map(str, _QUICK_NU0))}; "
+        "--full: the paper's 7)",
     )
-    for name, (full, quick) in _SIZES.items():
-        flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=int, default=None, help=f"default {quick}; --full {full}")
+    SIZES.add_arguments(parser)
     parser.add_argument("--length", type=int, default=300, help="sequence length T (default 300)")
     parser.add_argument(
         "--hidden-size", type=int, default=64, help="student units (default 64, the paper's)"
     )
-    parser.add_argument(
-        "--lr-points",
-        type=int,
-        default=None,
-        help="learning rates per grid, taken from its middle (default 3; --full 5)",
-    )
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = {}
-    for name, (full, quick) in _SIZES.items():
-        v = getattr(args, name)
-        cfg[name] = (full if args.full else quick) if v is None else v
-        if cfg[name] < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {cfg[name]}")
+    from recurrent_zoo.tasks import teacher_student as ts
+
+    cfg = SIZES.resolve(args)
     for name in ("length", "hidden_size"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    n_lr = args.lr_points if args.lr_points is not None else (5 if args.full else 3)
-    if not 1 <= n_lr <= 5:
-        raise UsageError(f"--lr-points must be in 1..5, got {n_lr}")
-    cfg["lr_points"] = n_lr
+    if cfg["lr_points"] > 5:
+        raise UsageError(f"--lr-points must be in 1..5, got {cfg['lr_points']}")
 
     if args.mode == "heads":
         bad = [h for h in HEADS if args.hidden_size % h]
@@ -133,11 +112,11 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
             models = list(ts.STUDENTS) if (args.full or args.mode == "ablation") else None
             models = models or list(_QUICK_MODELS)
         else:
-            models = [m.strip() for m in args.models.split(",") if m.strip()]
+            models = list(dict.fromkeys(args.models))
             unknown = [m for m in models if m not in ts.STUDENTS]
-            if unknown or not models:
+            if unknown:
                 raise UsageError(
-                    f"--models must be among {','.join(ts.STUDENTS)}, got {args.models!r}"
+                    f"--models must be among {' '.join(ts.STUDENTS)}, got {' '.join(unknown)}"
                 )
         if args.mode == "ablation":
             nu0s = [ABLATION_NU0]
@@ -159,13 +138,20 @@ def _lr_grid(model: str, n: int) -> list[float]:
 
 
 def _student(model: str, nu0: float, hidden_size: int):
+    from recurrent_zoo.tasks import teacher_student as ts
+
     if model.startswith("heads"):
         return ts.make_student("heads", nu0, hidden_size=hidden_size, num_heads=int(model[5:]))
     return ts.make_student(model, nu0, hidden_size=hidden_size)
 
 
-def _teachers(seed: int, nu0: float, num_seeds: int) -> tuple[ts.Teacher, jax.Array]:
+def _teachers(seed: int, nu0: float, num_seeds: int) -> tuple[Any, Any]:
     """Per seed s: a teacher and a training key, both from fold_in(PRNGKey(seed), s)."""
+    import jax
+    import jax.numpy as jnp
+
+    from recurrent_zoo.tasks import teacher_student as ts
+
     teachers, keys = [], []
     for s in range(num_seeds):
         k_teacher, k_train = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), s))
@@ -174,8 +160,11 @@ def _teachers(seed: int, nu0: float, num_seeds: int) -> tuple[ts.Teacher, jax.Ar
     return jax.tree.map(lambda *a: jnp.stack(a), *teachers), jnp.stack(keys)
 
 
-def _summary(final: np.ndarray, lrs: list[float]) -> dict[str, Any]:
-    """Best learning rate: lowest mean over seeds of log final loss (diverged runs lose)."""
+def _summary(final: Any, lrs: list[float]) -> dict[str, Any]:
+    """Best learning rate: lowest mean over seeds of log final loss (diverged runs lose);
+    ``final`` [seed, lr]."""
+    import numpy as np
+
     with np.errstate(divide="ignore", invalid="ignore"):
         score = np.mean(np.log(final), axis=0)
     best = int(np.argmin(np.where(np.isfinite(score), score, np.inf)))
@@ -192,6 +181,10 @@ def _summary(final: np.ndarray, lrs: list[float]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import jax.numpy as jnp
+
+    from recurrent_zoo.tasks import teacher_student as ts
+
     cfg = _resolve(args)
     runs, rows = [], []
     start_all = time.perf_counter()
@@ -248,6 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _plot(mode: str, runs: list[dict[str, Any]], out: str, name: str) -> None:
+    import numpy as np
     from matplotlib.ticker import NullLocator
 
     plt = pyplot()

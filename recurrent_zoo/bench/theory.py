@@ -14,9 +14,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from recurrent_zoo.bench._common import (
+    args_dict,
+    format_table,
+    progress,
+    pyplot,
+    save_figure,
+    write_json,
+)
+from recurrent_zoo.cli.options import Size, Sizes
+from recurrent_zoo.cli.usage import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NAME = "theory"
 HELP = "the 1-D theory: E[(dh/dλ)²] vs λ and ρ (closed form and simulation), 1-D loss landscapes"
@@ -26,8 +38,13 @@ TEACHERS = tuple(1 - d for d in (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64))
 PARAMETRIZATIONS = ("polar", "exp", "optimal")
 QUICK_LAMBDAS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99)
 FULL_LAMBDAS = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998)
-QUICK_BATCH, FULL_BATCH = 2000, 20000
-QUICK_GRID, FULL_GRID = 400, 2000
+SIZES = Sizes(
+    lambdas=Size(
+        QUICK_LAMBDAS, FULL_LAMBDAS, "real λ simulated", type=float, many=True, minimum=None
+    ),
+    batch=Size(2000, 20000, "Monte Carlo sequences per ρ"),
+    grid=Size(400, 2000, "points per landscape", minimum=3),
+)
 # Landscape windows: |λ| in [NU_MIN, NU_MAX] for the real direction, θ in [THETA_MIN, π] for the
 # exp parametrisation's angle (θ = exp(θ_log) > 0), raw angle within ±OMEGA_WINDOW for "optimal".
 NU_MIN, NU_MAX, THETA_MIN, OMEGA_WINDOW = 1e-3, 1 - 1e-4, 1e-4, 10.0
@@ -36,13 +53,6 @@ NU_MIN, NU_MAX, THETA_MIN, OMEGA_WINDOW = 1e-3, 1 - 1e-4, 1e-4, 10.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rhos", nargs="+", type=float, default=list(RHOS), help="input correlations ρ"
-    )
-    parser.add_argument(
-        "--lambdas",
-        nargs="+",
-        type=float,
-        default=None,
-        help=f"real λ simulated (default {list(QUICK_LAMBDAS)}; --full: {list(FULL_LAMBDAS)})",
     )
     parser.add_argument(
         "--teachers",
@@ -58,23 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(PARAMETRIZATIONS),
         help="parametrisations of λ for the landscapes",
     )
-    parser.add_argument(
-        "--batch",
-        type=int,
-        default=None,
-        help=f"Monte Carlo sequences per ρ (default {QUICK_BATCH}; --full: {FULL_BATCH})",
-    )
-    parser.add_argument(
-        "--grid",
-        type=int,
-        default=None,
-        help=f"points per landscape (default {QUICK_GRID}; --full: {FULL_GRID})",
-    )
+    SIZES.add_arguments(parser)
 
 
-def _check(args: argparse.Namespace) -> None:
-    from recurrent_zoo.bench._common import UsageError
-
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     def within(values, lo, hi, what, closed_hi=True):
         bad = [v for v in values if not (lo <= v <= hi if closed_hi else lo <= v < hi)]
         if bad:
@@ -82,23 +79,19 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError(f"--{what}: got {bad}, expected values in [{lo}, {hi}{bracket}")
 
     within(args.rhos, -1.0, 1.0, "rhos")
-    if args.lambdas is not None:
-        within([abs(v) for v in args.lambdas], 0.0, 1.0, "lambdas (absolute values)", False)
     within(args.teachers, 0.0, 1.0, "teachers", False)
-    for value, what in ((args.batch, "batch"), (args.grid, "grid")):
-        if value is not None and value < (3 if what == "grid" else 1):
-            raise UsageError(
-                f"--{what}: got {value}, expected at least {3 if what == 'grid' else 1}"
-            )
+    sizes = SIZES.resolve(args)
+    within([abs(v) for v in sizes["lambdas"]], 0.0, 1.0, "lambdas (absolute values)", False)
+    return sizes
 
 
 # -- 1. moments against λ and ρ ----------------------------------------------------------------------
 def sensitivity(rhos: list[float], lambdas: list[float], batch: int, seed: int) -> dict[str, Any]:
     """Closed forms on a fine λ grid and Monte Carlo estimates at ``lambdas``, per ρ."""
     import jax
+    import numpy as np
 
     from recurrent_zoo import theory
-    from recurrent_zoo.bench._common import progress
 
     curve = np.concatenate([np.linspace(0.0, 0.99, 200), 1 - np.geomspace(1e-2, 1e-3, 60)[1:]])
     lams = np.asarray(lambdas, np.float64)
@@ -123,6 +116,8 @@ def _windows(
     name: str, direction: str, stars: np.ndarray, grid: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw values (p, q) [K, grid] of the 1-D slices through each λ*, uniform in the moving one."""
+    import numpy as np
+
     from recurrent_zoo import parametrization as lam_param
 
     par = lam_param.get(name)
@@ -146,6 +141,7 @@ def landscapes(teachers: list[float], parametrizations: list[str], grid: int) ->
     """Loss along each slice, and the curvature at the teacher, per (normalize, param, λ*)."""
     import jax
     import jax.numpy as jnp
+    import numpy as np
 
     from recurrent_zoo import parametrization as lam_param
     from recurrent_zoo import theory
@@ -190,7 +186,7 @@ def landscapes(teachers: list[float], parametrizations: list[str], grid: int) ->
 
 # -- output --------------------------------------------------------------------------------------------
 def _plot_sensitivity(s: dict[str, Any], out: str) -> None:
-    from recurrent_zoo.bench._common import pyplot, save_figure
+    import numpy as np
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -215,7 +211,7 @@ def _plot_sensitivity(s: dict[str, Any], out: str) -> None:
 
 
 def _plot_landscapes(land: dict[str, Any], teachers: list[float], out: str) -> None:
-    from recurrent_zoo.bench._common import pyplot, save_figure
+    import numpy as np
 
     plt = pyplot()
     for key, block in land.items():
@@ -248,7 +244,7 @@ def _plot_landscapes(land: dict[str, Any], teachers: list[float], out: str) -> N
 
 
 def _tables(s: dict[str, Any], land: dict[str, Any], teachers: list[float]) -> str:
-    from recurrent_zoo.bench._common import format_table
+    import numpy as np
 
     rows = []
     for i, rho in enumerate(s["rhos"]):
@@ -283,12 +279,8 @@ def _tables(s: dict[str, Any], land: dict[str, Any], teachers: list[float]) -> s
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from recurrent_zoo.bench._common import args_dict, write_json
-
-    _check(args)
-    lambdas = args.lambdas or list(FULL_LAMBDAS if args.full else QUICK_LAMBDAS)
-    batch = args.batch or (FULL_BATCH if args.full else QUICK_BATCH)
-    grid = args.grid or (FULL_GRID if args.full else QUICK_GRID)
+    sizes = _resolve(args)
+    lambdas, batch, grid = sizes["lambdas"], sizes["batch"], sizes["grid"]
     start = time.perf_counter()
     sens = sensitivity(args.rhos, lambdas, batch, args.seed)
     land = landscapes(args.teachers, args.parametrizations, grid)

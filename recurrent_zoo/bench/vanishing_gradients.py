@@ -26,14 +26,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import jax
-import jax.numpy as jnp
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from recurrent_zoo.bench._common import (
-    UsageError,
     args_dict,
     format_table,
     progress,
@@ -41,6 +36,12 @@ from recurrent_zoo.bench._common import (
     save_figure,
     write_json,
 )
+from recurrent_zoo.cli.options import Size, Sizes, add_layers
+from recurrent_zoo.cli.usage import UsageError
+
+if TYPE_CHECKING:
+    import jax
+    import numpy as np
 
 NAME = "vanishing-gradients"
 HELP = "the classic account: gradient against distance, exploding gradients and clipping, adding problem"
@@ -54,17 +55,18 @@ VANISHED = 1e-6
 _FIT_FLOOR = 1e-30
 D_IN = 8  # input features of the distance part
 
-# (full, quick) sizes.
-_SIZES = {
-    "length": (1000, 256),
-    "seeds": (4, 2),
-    "batch_size": (128, 64),
-    "hidden_size": (128, 32),
-    "steps": (4000, 500),
-    "explode_length": (200, 100),
-    "explode_steps": (1000, 200),
-}
-_LENGTHS = {"full": (50, 100, 200, 400, 1000), "quick": (50, 100, 200)}
+SIZES = Sizes(
+    length=Size(256, 1000, "T of the distance part", minimum=2),
+    seeds=Size(2, 4, "inits averaged in the distance part"),
+    batch_size=Size(64, 128, "sequences per batch"),
+    hidden_size=Size(32, 128, "state size (and d_model of the trained models)"),
+    steps=Size(500, 4000, "training steps per adding run"),
+    explode_length=Size(100, 200, "T of the exploding part", minimum=2),
+    explode_steps=Size(200, 1000, "SGD steps per exploding run"),
+    lengths=Size(
+        (50, 100, 200), (50, 100, 200, 400, 1000), "T of the adding problem", many=True, minimum=2
+    ),
+)
 # Adam's peak learning rate on the adding problem. The diagonal layers get a higher one: at the
 # quick size 3e-3 left the LRU near the baseline (docs/vanishing.md).
 _LR = 3e-3
@@ -115,6 +117,8 @@ def distance_configs(length: int) -> list[Config]:
 def exploding_configs() -> list[tuple[Config, bool]]:
     """(configuration, clipped) pairs of the exploding part: the gain-1 tanh RNN for reference,
     each exploding Elman RNN without and with clipping, and its LayerNorm twin without."""
+    import jax
+
     inits = {"recurrent_init": jax.nn.initializers.orthogonal(scale=2.0)}
     irnn = {"activation": "relu", "recurrent_init": "identity"}
     explode = [
@@ -151,6 +155,8 @@ def input_gradients(layer: Any, variables: Any, x: jax.Array, readout: jax.Array
     A loss on the last step's output: any loss ℓ(y_{T−1}) has this gradient with readout =
     ∂ℓ/∂y_{T−1}. The batch rows are independent, so one backward pass gives every row's gradient.
     """
+    import jax
+    import jax.numpy as jnp
 
     def loss(x):
         return jnp.sum(layer.apply(variables, x)[:, -1] @ readout)
@@ -163,6 +169,8 @@ def norms_by_distance(grads: jax.Array | np.ndarray) -> np.ndarray:
 
     In float64 on the host: squaring float32 entries below 1e-19 would underflow to 0.
     """
+    import numpy as np
+
     return np.linalg.norm(np.asarray(grads, np.float64), axis=-1)[:, ::-1]
 
 
@@ -173,6 +181,8 @@ def fit_decay(profile: np.ndarray) -> dict[str, Any]:
     g is finite and above 1e-30·g(0) (float32 underflows below); ``vanish_distance``: the first d
     with g(d) < 1e-6·g(0) (None if none); ``end_ratio``: g(T − 1)/g(0).
     """
+    import numpy as np
+
     g = np.asarray(profile, np.float64)
     g0 = g[0]
     out: dict[str, Any] = {"rate": None, "vanish_distance": None, "end_ratio": None}
@@ -193,6 +203,10 @@ def fit_decay(profile: np.ndarray) -> dict[str, Any]:
 def distance_profile(config: Config, cfg: dict[str, Any], seed: int) -> np.ndarray:
     """g(d) of one row: the root mean square of ‖∂L/∂x_{T−1−d}‖ over the batch and the seeds, each
     seed a fresh init, inputs x ~ N(0, 1) and a unit readout."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
     import recurrent_zoo as rz
 
     T, B, N = cfg["length"], cfg["batch_size"], cfg["hidden_size"]
@@ -258,11 +272,12 @@ def train_adding(
     clipping) and, when the run met a non-finite loss, ``diverged_at`` (the history then stops
     before it); with ``evaluate`` and a finite run, ``test_mse`` on fresh sequences.
     """
+    import jax
+
     from recurrent_zoo.tasks import adding
     from recurrent_zoo.train import NonFiniteLossError, train
-    from recurrent_zoo.train.tasks import adding_spec
 
-    spec = adding_spec(cfg["batch_size"], length)
+    spec = adding.adding_spec(cfg["batch_size"], length)
     model = adding_model(config, cfg["hidden_size"], cfg["num_layers"])
     out: dict[str, Any] = {"length": length, "diverged_at": None, "test_mse": None}
     start = time.perf_counter()
@@ -349,33 +364,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(MODES),
         help="parts to run, space-separated (default: all three)",
     )
-    parser.add_argument(
-        "--layers",
-        nargs="+",
-        default=list(LAYERS),
-        help=f"layers of the distance and adding parts, space-separated among {list(LAYERS)} (default: all)",
-    )
-    help_ = {
-        "length": "T of the distance part",
-        "seeds": "inits averaged in the distance part",
-        "batch_size": "sequences per batch",
-        "hidden_size": "state size (and d_model of the trained models)",
-        "steps": "training steps per adding run",
-        "explode_length": "T of the exploding part",
-        "explode_steps": "SGD steps per exploding run",
-    }
-    for name, (full, quick) in _SIZES.items():
-        flag = "--" + name.replace("_", "-")
-        parser.add_argument(
-            flag, type=int, default=None, help=f"{help_[name]} (default {quick}; --full {full})"
-        )
-    parser.add_argument(
-        "--lengths",
-        nargs="+",
-        type=int,
-        default=None,
-        help=f"T of the adding problem (default {list(_LENGTHS['quick'])}; --full {list(_LENGTHS['full'])})",
-    )
+    add_layers(parser, among=LAYERS, what="layers of the distance and adding parts")
+    SIZES.add_arguments(parser)
     parser.add_argument(
         "--num-layers", type=int, default=2, help="blocks of the trained models (2)"
     )
@@ -392,22 +382,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    cfg: dict[str, Any] = {}
-    for name, (full, quick) in _SIZES.items():
-        v = getattr(args, name)
-        cfg[name] = (full if args.full else quick) if v is None else v
-        if cfg[name] < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {cfg[name]}")
-    for name in ("length", "explode_length"):
-        if cfg[name] < 2:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 2, got {cfg[name]}")
-    lengths = args.lengths or list(_LENGTHS["full" if args.full else "quick"])
-    if any(t < 2 for t in lengths):
-        raise UsageError(f"--lengths must all be >= 2, got {lengths}")
-    cfg["lengths"] = sorted(set(lengths))
-    bad = [name for name in args.layers if name not in LAYERS]
-    if bad:
-        raise UsageError(f"--layers must be among {list(LAYERS)}, got {bad}")
+    cfg = SIZES.resolve(args)
+    cfg["lengths"] = sorted(set(cfg["lengths"]))
     cfg["layers"] = list(dict.fromkeys(args.layers))
     for name in ("num_layers", "test_size"):
         if getattr(args, name) < 1:
@@ -466,6 +442,8 @@ def _distance_table(part: dict[str, Any]) -> str:
 
 
 def _exploding_table(part: dict[str, Any]) -> str:
+    import numpy as np
+
     rows = []
     for r in part["runs"]:
         g = np.asarray(r["history"]["grad_norm"], np.float64)
@@ -514,6 +492,8 @@ def _family_style(label: str) -> dict[str, Any]:
 
 
 def _plot_distance(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
+    import numpy as np
+
     plt = pyplot()
     panels = [
         (
@@ -554,6 +534,7 @@ def _plot_distance(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
 
 
 def _plot_exploding(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
+
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     labels = list(dict.fromkeys(r["label"] for r in part["runs"]))

@@ -3,12 +3,19 @@
 >>> import recurrent_zoo as rz
 >>> train = rz.data.load_articles("sample", split="train")      # the shipped WikiText-2 sample
 >>> x = rz.data.wikipedia_embeddings(num_sequences=8, length=128)  # float32 [8, 128, 384]
+>>> train, validation, full_size = rz.data.load_token_streams("sample")  # next-token ids
 
 ``datasets``, ``tokenizers`` and ``safetensors`` (the ``data`` extra) are imported only when text
 is read, so importing this package stays fast.
 """
 
 from recurrent_zoo.data.embeddings import wikipedia_embeddings, wikipedia_windows
+from recurrent_zoo.data.next_token import (
+    HUB_MAX_TOKENS,
+    Vocabulary,
+    load_token_streams,
+    next_token_batches,
+)
 from recurrent_zoo.data.text import (
     DEFAULT_VALIDATION_FRACTION,
     HUB_SOURCES,
@@ -33,11 +40,13 @@ from recurrent_zoo.data.tokens import (
 
 __all__ = [
     "DEFAULT_VALIDATION_FRACTION",
+    "HUB_MAX_TOKENS",
     "HUB_SOURCES",
     "SAMPLE",
     "SPLITS",
     "WINDOWS",
     "Article",
+    "Vocabulary",
     "article_split",
     "articles_from_lines",
     "cut_windows",
@@ -45,6 +54,8 @@ __all__ = [
     "iter_articles",
     "iter_batches",
     "load_articles",
+    "load_token_streams",
+    "next_token_batches",
     "source_description",
     "split_articles",
     "token_stream",

@@ -5,14 +5,19 @@ at exactly two steps (one drawn uniformly in the first half [0, ⌊T/2⌋), one 
 [⌊T/2⌋, T)) and 0 elsewhere. The target, read after the last step, is the sum of the two marked
 values. Predicting the mean sum, 1, scores the baseline MSE Var(u₁ + u₂) = 2/12 = 1/6 ≈ 0.167; a
 model that remembers the first marked value for at least T/2 steps can get to 0.
+
+Registered as the training task ``adding`` (``recurrent-zoo train adding``; :func:`adding_spec`).
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 
 import jax
 import jax.numpy as jnp
+
+from recurrent_zoo.tasks.registry import Task, TaskSpec, register
 
 Array = jax.Array
 
@@ -42,3 +47,36 @@ def sample_batch(key: Array, batch_size: int, length: int) -> tuple[Array, Array
 def mse(prediction: Array, target: Array) -> Array:
     """Mean squared error (not halved, so that it compares with :data:`BASELINE_MSE`)."""
     return jnp.mean(jnp.square(prediction - target))
+
+
+def adding_spec(batch_size: int, length: int) -> TaskSpec:
+    """The adding problem as a training task: inputs [B, T, 2], one output per sequence (pooling
+    "last"), loss the MSE against the sum of the marked values."""
+    if length < 2:
+        raise ValueError(f"--seq-len must be >= 2 for the adding problem, got {length}")
+
+    def batch_fn(key: Array, step: int) -> dict[str, Array]:
+        x, y = sample_batch(key, batch_size, length)
+        return {"inputs": x, "targets": y}
+
+    return TaskSpec(
+        batch_fn=batch_fn,
+        loss_fn=lambda pred, batch: mse(pred, batch["targets"]),
+        d_in=2,
+        d_out=1,
+        pooling="last",
+    )
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    del p  # the generic --seq-len and --batch-size are all it takes
+
+
+TASK = register(
+    Task(
+        "adding",
+        "the adding problem: sum the two marked values of a length-T sequence (baseline MSE 1/6)",
+        _arguments,
+        lambda args: adding_spec(args.batch_size, args.seq_len or 100),
+    )
+)

@@ -3,10 +3,15 @@
 Teacher: h_t = A h_{t−1} + B x_t, y_t = C h_t + D x_t, h_0 = 0, x_t ~ N(0, 1) i.i.d. A is dense
 and real with eigenvalue magnitudes in [ν0, 1) (``initializers.eigenvalue_controlled``), so ν0
 sets how long the teacher remembers.
+
+Registered as the training task ``teacher-student`` (``recurrent-zoo train teacher-student``);
+:func:`train_students` trains the paper's students over seeds × learning rates at once (the
+``teacher-student`` bench).
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import math
 from collections.abc import Callable, Iterable
@@ -20,6 +25,7 @@ import optax
 
 from recurrent_zoo import initializers as inits
 from recurrent_zoo import scan
+from recurrent_zoo.tasks.registry import Task, TaskSpec, register
 
 Array = jax.Array
 
@@ -136,8 +142,9 @@ def make_student(
 # -- training ----------------------------------------------------------------------------------
 
 
-class TrainResult(NamedTuple):
-    """What :func:`train_students` returns; S seeds, L learning rates, K logged chunks.
+class SweepResult(NamedTuple):
+    """What :func:`train_students` returns: S seeds × L learning rates of one student, K logged
+    chunks (not :class:`recurrent_zoo.train.TrainResult`, the state of one training run).
 
     final_loss [S, L]: loss on a fresh evaluation batch after training (inf where it diverged).
     curve [S, L, K]: mean training loss over each chunk of steps.
@@ -168,7 +175,7 @@ def train_students(
     chunk: int = 100,
     progress: Callable[[Iterable[int], str, int], Iterable[int]] | None = None,
     desc: str = "train",
-) -> TrainResult:
+) -> SweepResult:
     """Trains one student per (seed, learning rate), all in one vmapped, jit-compiled step.
 
     Seed s has its own teacher ``teachers[s]`` (leaves with a leading axis S), student init and
@@ -249,4 +256,48 @@ def train_students(
 
     final = np.asarray(evaluate(params), np.float64)
     final = np.where(np.isfinite(final), final, np.inf)
-    return TrainResult(final, np.stack(curve, axis=-1), params)
+    return SweepResult(final, np.stack(curve, axis=-1), params)
+
+
+# -- the training task -------------------------------------------------------------------------
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nu0", type=float, default=0.99, help="teacher's minimum |eigenvalue| (default 0.99)"
+    )
+    p.add_argument(
+        "--teacher-hidden", type=int, default=10, help="teacher's state size (default 10)"
+    )
+
+
+def _build(args: argparse.Namespace) -> TaskSpec:
+    if not 0.0 <= args.nu0 < 1.0:
+        raise ValueError(f"--nu0 must lie in [0, 1), got {args.nu0}")
+    if args.teacher_hidden < 1:
+        raise ValueError(f"--teacher-hidden must be >= 1, got {args.teacher_hidden}")
+    # The teacher has its own stream, apart from the loop's (init, data, dropout) keys.
+    teacher = make_teacher(
+        jax.random.fold_in(jax.random.key(args.seed), 0x7EAC4E2), args.nu0, args.teacher_hidden
+    )
+    length = args.seq_len or 300
+    sample = jax.jit(lambda key: sample_batch(key, teacher, args.batch_size, length))
+
+    def batch_fn(key: Array, step: int) -> dict[str, Array]:
+        x, y = sample(key)
+        return {"inputs": x, "targets": y}
+
+    return TaskSpec(
+        batch_fn=batch_fn,
+        loss_fn=lambda pred, batch: loss(pred, batch["targets"]),
+        d_in=1,
+        d_out=1,
+    )
+
+
+TASK = register(
+    Task(
+        "teacher-student",
+        "learn a linear teacher with memory ν0 from fresh N(0, 1) inputs (paper Fig. 3)",
+        _arguments,
+        _build,
+    )
+)

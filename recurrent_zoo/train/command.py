@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recurrent_zoo.bench._common import UsageError
-
-HELP = "train a SequenceModel of any zoo layer on a task (checkpointed, resumable)"
+from recurrent_zoo.cli.usage import UsageError
 
 
 def _layer_option(text: str) -> tuple[str, Any]:
@@ -184,14 +182,19 @@ def run(args: argparse.Namespace) -> int:
             f"done: {result.step} steps, final loss {last['loss']:.4e} "
             f"(mean of the last {window} steps)"
         )
+    if built["spec"].evaluate is not None:
+        scores = built["spec"].evaluate(built["model"], result.variables)
+        print("evaluation: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
     return 0
 
 
-def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    """Adds ``train TASK`` (one sub-command per registered task) to the CLI's sub-parsers."""
-    from recurrent_zoo.train.tasks import TASKS
+def add_task_parsers(
+    train: argparse.ArgumentParser, parser_class: type[argparse.ArgumentParser]
+) -> None:
+    """Adds one sub-command per registered task (:data:`recurrent_zoo.tasks.TASKS`) to the
+    CLI's ``train`` parser."""
+    from recurrent_zoo.tasks import TASKS
 
-    train = sub.add_parser("train", help=HELP, description=HELP)
     tasks = train.add_subparsers(dest="task", required=True, parser_class=parser_class)
     for name, task in TASKS.items():
         p = tasks.add_parser(name, help=task.help, description=task.help)
@@ -200,4 +203,4 @@ def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
         p.set_defaults(_run=run, _task=task)
 
 
-__all__ = ["HELP", "add_arguments", "add_parser", "build", "run"]
+__all__ = ["add_arguments", "add_task_parsers", "build", "run"]
