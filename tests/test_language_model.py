@@ -102,3 +102,19 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert main(["bench", "language-model", "--out", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_train_command_runs_the_registered_task_and_scores_validation(capsys):
+    from recurrent_zoo.tasks import TASKS
+
+    assert TASKS["language-model"] is lm.TASK
+    argv = ["train", "language-model", "--layer", "rnn", "--num-layers", "1", "--d-model", "8",
+            "--steps", "2", "--batch-size", "2", "--seq-len", "16", "--vocab-size", "32",
+            "--max-tokens", "3000", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("evaluation:"))
+    scores = dict(item.split() for item in line.removeprefix("evaluation: ").split(", "))
+    assert set(scores) == {"loss", "perplexity", "tokens"}
+    assert float(scores["perplexity"]) == pytest.approx(math.exp(float(scores["loss"])), rel=2e-3)
+    assert main([*argv[:-3], "--vocab-size", "-1"]) == 2
