@@ -25,27 +25,8 @@ _SUBMODULES = (
     "scan",
     "theory",
 )
-#: Names exported at top level, by the module that defines them.
-_NAMES = {
-    **dict.fromkeys(
-        (
-            "GRU",
-            "LAYERS",
-            "LRU",
-            "LSTM",
-            "Bidirectional",
-            "ComplexDiagonalRNN",
-            "LayerNormRNN",
-            "MultiHeadLinearRNN",
-            "RecurrentLayer",
-            "VanillaRNN",
-            "make_layer",
-        ),
-        "recurrent_zoo.layers",
-    ),
-    "RecurrentBlock": "recurrent_zoo.models",
-    "SequenceModel": "recurrent_zoo.models",
-}
+#: Top-level names that ``recurrent_zoo.models`` defines; the other classes come from ``layers``.
+_MODELS = ("RecurrentBlock", "SequenceModel")
 
 if TYPE_CHECKING:
     from recurrent_zoo import (
@@ -77,8 +58,9 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         value = importlib.import_module(f"{__name__}.{name}")
-    elif name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
+    elif name in __all__:
+        module = "models" if name in _MODELS else "layers"
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value  # later lookups skip this function

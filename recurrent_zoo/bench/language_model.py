@@ -28,15 +28,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from recurrent_zoo.bench._common import (
-    args_dict,
-    format_table,
-    progress,
-    pyplot,
-    save_figure,
-    write_json,
-)
-from recurrent_zoo.cli.options import Size, Sizes, add_layers
+from recurrent_zoo.bench import _common
+from recurrent_zoo.cli.options import Size, Sizes, add_layers, add_text_source
 from recurrent_zoo.cli.usage import UsageError
 
 NAME = "language-model"
@@ -55,12 +48,7 @@ SIZES = Sizes(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_layers(parser, what="layers to train")
-    parser.add_argument(
-        "--source",
-        default="sample",
-        help="'sample' (shipped WikiText-2), wikitext-2, wikitext-103, wikipedia (hub) or a path",
-    )
-    parser.add_argument("--model", default=None, help="BERT folder or hub name for the tokenizer")
+    add_text_source(parser, model_help="BERT folder or hub name for the tokenizer")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument(
         "--max-tokens",
@@ -185,7 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except (FileNotFoundError, ConnectionError, ValueError) as e:
         raise UsageError(str(e)) from e
     rows = []
-    for layer in progress(args.layers, "language-model: layers"):
+    for layer in _common.progress(args.layers, "language-model: layers"):
         rows.append(train_layer(layer, corpus, sizes, args))
     results = {
         "source": data.source_description(args.source),
@@ -198,7 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "total_seconds": time.perf_counter() - start,
         "layers": rows,
     }
-    write_json(args.out, NAME, args_dict(args), results)
+    _common.write_json(args.out, NAME, _common.args_dict(args), results)
     _plot(rows, results, args.out)
     columns = [
         "layer",
@@ -215,12 +203,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"tokens keep their own class), {sizes['steps']} steps of {sizes['batch_size']}×"
         f"{sizes['length']} per layer, {results['total_seconds']:.0f} s in all"
     )
-    print(format_table(rows, columns))
+    print(_common.format_table(rows, columns))
     return results
 
 
 def _plot(rows: Sequence[dict[str, Any]], results: dict[str, Any], out: str) -> None:
-    plt = pyplot()
+    plt = _common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     steps = results["sizes"]["steps"]
     for ax, first in zip(axes, (0, steps // 2)):
@@ -248,4 +236,4 @@ def _plot(rows: Sequence[dict[str, Any]], results: dict[str, Any], out: str) -> 
     )
     axes[1].set_title("second half (train: mean over each logging interval)")
     axes[1].legend(fontsize=7, ncol=2)
-    save_figure(fig, out, NAME)
+    _common.save_figure(fig, out, NAME)

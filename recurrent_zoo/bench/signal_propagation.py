@@ -17,14 +17,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from recurrent_zoo.bench._common import (
-    args_dict,
-    format_table,
-    progress,
-    pyplot,
-    save_figure,
-    write_json,
-)
+from recurrent_zoo.bench import _common
 from recurrent_zoo.cli.options import Size, Sizes, add_layers
 from recurrent_zoo.cli.usage import UsageError
 
@@ -189,7 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     records, rows = [], []
     compiled: dict[tuple[str, str], Any] = {}
     start = time.perf_counter()
-    for i, (layer, norm, T) in enumerate(progress(combos, "signal propagation")):
+    for i, (layer, norm, T) in enumerate(_common.progress(combos, "signal propagation")):
         model = make_model(layer, T, norm, cfg["d_model"], cfg["d_in"])
         variables = model.init(jax.random.fold_in(jax.random.PRNGKey(args.seed), i), x[:1])
         # T only sets the init, so one compiled measurement serves every T of a (layer, norm).
@@ -219,11 +212,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     seconds = time.perf_counter() - start
     growth = growth_factors(records)
-    print(format_table(rows, columns=sorted({k for r in rows for k in r}, key=_column_order)))
-    print(format_table(growth, columns=list(dict.fromkeys(k for g in growth for k in g))))
+    print(
+        _common.format_table(rows, columns=sorted({k for r in rows for k in r}, key=_column_order))
+    )
+    print(_common.format_table(growth, columns=list(dict.fromkeys(k for g in growth for k in g))))
     print(f"total {seconds:.1f}s")
     results = {"config": cfg, "records": records, "growth": growth, "seconds": seconds}
-    write_json(args.out, NAME, args_dict(args), results)
+    _common.write_json(args.out, NAME, _common.args_dict(args), results)
     _plot(records, cfg, args.out)
     return results
 
@@ -251,7 +246,7 @@ def _plot(records: list[dict[str, Any]], cfg: dict[str, Any], out: str) -> None:
     import numpy as np
     from matplotlib.ticker import NullLocator
 
-    plt = pyplot()
+    plt = _common.pyplot()
     layers, norms = cfg["layers"], cfg["norms"]
     base = "none" if "none" in norms else norms[0]
     fig, axes = plt.subplots(3, len(layers), figsize=(4 * len(layers), 10), squeeze=False)
@@ -295,4 +290,4 @@ def _plot(records: list[dict[str, Any]], cfg: dict[str, Any], out: str) -> None:
             ax.set_xlabel("ν0 = 1 − 1/T")
             ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, out, NAME)
+    _common.save_figure(fig, out, NAME)

@@ -18,14 +18,7 @@ import argparse
 import math
 from typing import Any
 
-from recurrent_zoo.bench._common import (
-    args_dict,
-    format_table,
-    progress,
-    pyplot,
-    save_figure,
-    write_json,
-)
+from recurrent_zoo.bench import _common
 from recurrent_zoo.cli.names import LAYERS as REGISTERED
 from recurrent_zoo.cli.options import Size, Sizes, add_layers
 from recurrent_zoo.cli.usage import UsageError
@@ -120,7 +113,7 @@ def _exponents(rows: list[dict[str, Any]], ratios: list[dict[str, Any]]) -> list
 def _plot(rows, ratios, out):
     import jax
 
-    plt = pyplot()
+    plt = _common.pyplot()
     layers = list(dict.fromkeys(r["layer"] for r in rows))
     cols = min(3, len(layers))
     nrows = math.ceil(len(layers) / cols)
@@ -148,7 +141,7 @@ def _plot(rows, ratios, out):
     for ax in list(axes.flat)[len(layers) :]:
         ax.axis("off")
     fig.suptitle(f"time against sequence length ({jax.default_backend()})")
-    return save_figure(fig, out, NAME)
+    return _common.save_figure(fig, out, NAME)
 
 
 def _groups(rows):
@@ -175,7 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     configs.append((layer, scan_name, T, dtype))
     key = jax.random.key(args.seed + 1)
     rows, ratios = [], []
-    for layer, scan_name, T, dtype in progress(configs, "speed"):
+    for layer, scan_name, T, dtype in _common.progress(configs, "speed"):
         row, r = config(layer, scan_name, T, dtype, peers, args, key)
         rows.append(row)
         ratios.extend(r)
@@ -189,15 +182,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ratio_meaning": "peer / ours: above 1 means ours is faster (or smaller)",
         "torch": _peers.torch_available(),
     }
-    path = write_json(args.out, NAME, args_dict(args), results)
+    path = _common.write_json(args.out, NAME, _common.args_dict(args), results)
     figure = _plot(rows, ratios, args.out)
     print(f"ours (B={args.batch}, D={args.features}, N={args.hidden}, {jax.default_backend()}):")
-    print(format_table(rows))
+    print(_common.format_table(rows))
     print("\nratios, peer / ours (above 1: ours faster or smaller):")
-    print(format_table(ratios))
+    print(_common.format_table(ratios))
     if exponents:
         print("\ngrowth with T, fitted exponent of time/memory ∝ T^e:")
-        print(format_table(exponents))
+        print(_common.format_table(exponents))
     print(f"\npeak memory: {memory_source}")
     print(f"wrote {path} and {figure}")
     return results

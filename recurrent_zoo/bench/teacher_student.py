@@ -17,14 +17,7 @@ import math
 import time
 from typing import Any
 
-from recurrent_zoo.bench._common import (
-    args_dict,
-    format_table,
-    progress,
-    pyplot,
-    save_figure,
-    write_json,
-)
+from recurrent_zoo.bench import _common
 from recurrent_zoo.cli.options import Size, Sizes
 from recurrent_zoo.cli.usage import UsageError
 
@@ -203,7 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 length=args.length,
                 eval_size=cfg["eval_size"],
                 chunk=max(1, min(100, cfg["steps"] // 10)),
-                progress=progress,
+                progress=_common.progress,
                 desc=f"{model:>10s} ν0={nu0:.2f}",
             )
             summary = _summary(result.final_loss, lrs)
@@ -231,11 +224,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
     total = time.perf_counter() - start_all
-    print(format_table(rows))
+    print(_common.format_table(rows))
     print(f"total {total:.1f}s")
     results = {"mode": args.mode, "config": cfg, "runs": runs, "seconds": total}
     name = NAME if args.mode == "sweep" else f"{NAME}-{args.mode}"
-    write_json(args.out, name, args_dict(args), results)
+    _common.write_json(args.out, name, _common.args_dict(args), results)
     _plot(args.mode, runs, args.out, name)
     return results
 
@@ -244,7 +237,7 @@ def _plot(mode: str, runs: list[dict[str, Any]], out: str, name: str) -> None:
     import numpy as np
     from matplotlib.ticker import NullLocator
 
-    plt = pyplot()
+    plt = _common.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     models = list(dict.fromkeys(r["model"] for r in runs))
     if mode == "sweep":
@@ -275,4 +268,4 @@ def _plot(mode: str, runs: list[dict[str, Any]], out: str, name: str) -> None:
     ax.set_ylabel("final loss (best lr; geomean, min–max over seeds)")
     if mode == "sweep":
         ax.legend(fontsize=8)
-    save_figure(fig, out, name)
+    _common.save_figure(fig, out, name)

@@ -16,14 +16,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING, Any
 
-from recurrent_zoo.bench._common import (
-    args_dict,
-    format_table,
-    progress,
-    pyplot,
-    save_figure,
-    write_json,
-)
+from recurrent_zoo.bench import _common
 from recurrent_zoo.cli.options import Size, Sizes
 from recurrent_zoo.cli.usage import UsageError
 
@@ -99,7 +92,7 @@ def sensitivity(rhos: list[float], lambdas: list[float], batch: int, seed: int) 
     keys = jax.random.split(jax.random.key(seed), len(rhos))
     for name in ("h2", "dh2"):
         out[f"{name}_curve"], out[f"{name}_closed"], out[f"{name}_sim"] = [], [], []
-    for rho, key in progress(list(zip(rhos, keys)), "theory: Monte Carlo per rho"):
+    for rho, key in _common.progress(list(zip(rhos, keys)), "theory: Monte Carlo per rho"):
         h2, dh2 = theory.simulate_moments(key, lams, rho, batch_size=batch)
         for name, fn, sim in (
             ("h2", theory.state_second_moment, h2),
@@ -188,7 +181,7 @@ def landscapes(teachers: list[float], parametrizations: list[str], grid: int) ->
 def _plot_sensitivity(s: dict[str, Any], out: str) -> None:
     import numpy as np
 
-    plt = pyplot()
+    plt = _common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(s["rhos"])))
     for ax, name, label in (
@@ -207,13 +200,13 @@ def _plot_sensitivity(s: dict[str, Any], out: str) -> None:
         "1-D recurrence h(t) = λ·h(t−1) + x(t), AR(1) inputs of correlation ρ; "
         f"dots: ComplexDiagonalRNN, {s['batch']} sequences"
     )
-    save_figure(fig, out, "theory_sensitivity")
+    _common.save_figure(fig, out, "theory_sensitivity")
 
 
 def _plot_landscapes(land: dict[str, Any], teachers: list[float], out: str) -> None:
     import numpy as np
 
-    plt = pyplot()
+    plt = _common.pyplot()
     for key, block in land.items():
         names = list(block)
         fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 7), squeeze=False)
@@ -240,7 +233,7 @@ def _plot_landscapes(land: dict[str, Any], teachers: list[float], out: str) -> N
         axes[0, -1].legend(fontsize=7)
         fig.suptitle(f"1-D teacher–student loss against the raw parameter ({key})")
         fig.tight_layout()
-        save_figure(fig, out, f"theory_landscape_{key}")
+        _common.save_figure(fig, out, f"theory_landscape_{key}")
 
 
 def _tables(s: dict[str, Any], land: dict[str, Any], teachers: list[float]) -> str:
@@ -262,7 +255,7 @@ def _tables(s: dict[str, Any], land: dict[str, Any], teachers: list[float]) -> s
             )
     text = [
         "E[h²] and E[(dh/dλ)²]: Monte Carlo through ComplexDiagonalRNN vs closed form",
-        format_table(rows),
+        _common.format_table(rows),
     ]
     for key, block in land.items():
         rows = []
@@ -274,7 +267,7 @@ def _tables(s: dict[str, Any], land: dict[str, Any], teachers: list[float]) -> s
                 cq = float(e["curvature_angle"][k])
                 row[f"{name}:{qn}"] = "n/a" if np.isnan(cq) else cq
             rows.append(row)
-        text += [f"\nloss curvature ∂²L/∂p² at the teacher ({key})", format_table(rows)]
+        text += [f"\nloss curvature ∂²L/∂p² at the teacher ({key})", _common.format_table(rows)]
     return "\n".join(text)
 
 
@@ -290,10 +283,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "teachers": args.teachers,
         "seconds": time.perf_counter() - start,
     }
-    write_json(
+    _common.write_json(
         args.out,
         NAME,
-        {**args_dict(args), "lambdas": lambdas, "batch": batch, "grid": grid},
+        {**_common.args_dict(args), "lambdas": lambdas, "batch": batch, "grid": grid},
         results,
     )
     _plot_sensitivity(sens, args.out)

@@ -28,14 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recurrent_zoo.bench._common import (
-    args_dict,
-    format_table,
-    progress,
-    pyplot,
-    save_figure,
-    write_json,
-)
+from recurrent_zoo.bench import _common
 from recurrent_zoo.cli.options import Size, Sizes, add_layers
 from recurrent_zoo.cli.usage import UsageError
 
@@ -228,7 +221,7 @@ def distance_profile(config: Config, cfg: dict[str, Any], seed: int) -> np.ndarr
 def run_distance(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     rows = [c for c in distance_configs(cfg["length"]) if c.layer in cfg["layers"]]
     records = []
-    for config in progress(rows, "distance: rows"):
+    for config in _common.progress(rows, "distance: rows"):
         profile = distance_profile(config, cfg, seed)
         records.append({**config.record(), "profile": profile, **fit_decay(profile)})
     return {"rows": records}
@@ -314,7 +307,7 @@ def run_exploding(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
 
     runs = []
     steps = cfg["explode_steps"]
-    for config, clipped in progress(exploding_configs(), "exploding: runs"):
+    for config, clipped in _common.progress(exploding_configs(), "exploding: runs"):
         clip = cfg["clip_norm"] if clipped else None
         optimizer = rz.optim.make_optimizer(
             _SGD_LR, total_steps=steps, clip_norm=clip, optimizer="sgd"
@@ -335,7 +328,7 @@ def run_adding(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     failed: set[str] = set()
     runs = []
     steps = cfg["steps"]
-    for config, T in progress(pairs, "adding: runs"):
+    for config, T in _common.progress(pairs, "adding: runs"):
         # A layer that fails at some T is not trained at longer ones.
         if config.label in failed:
             continue
@@ -415,7 +408,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results[mode] = _PARTS[mode](cfg, args.seed)
         results["seconds"][mode] = time.perf_counter() - t0
     results["seconds"]["total"] = time.perf_counter() - start
-    write_json(args.out, NAME, args_dict(args), results)
+    _common.write_json(args.out, NAME, _common.args_dict(args), results)
     for mode in cfg["modes"]:
         print(_TABLES[mode](results[mode]), end="\n\n")
         _PLOTS[mode](results[mode], cfg, args.out)
@@ -438,7 +431,7 @@ def _distance_table(part: dict[str, Any]) -> str:
         }
         for r in part["rows"]
     ]
-    return "gradient against distance, at init\n" + format_table(rows)
+    return "gradient against distance, at init\n" + _common.format_table(rows)
 
 
 def _exploding_table(part: dict[str, Any]) -> str:
@@ -459,7 +452,7 @@ def _exploding_table(part: dict[str, Any]) -> str:
                 "diverged at": r["diverged_at"] if r["diverged_at"] is not None else "-",
             }
         )
-    return f"exploding gradients, SGD lr {part['learning_rate']}\n" + format_table(rows)
+    return f"exploding gradients, SGD lr {part['learning_rate']}\n" + _common.format_table(rows)
 
 
 def _adding_table(part: dict[str, Any]) -> str:
@@ -477,7 +470,7 @@ def _adding_table(part: dict[str, Any]) -> str:
         rows.append(row)
     return (
         f"adding problem: test MSE (baseline {part['baseline_mse']:.3f}, solved < 0.01)\n"
-        + format_table(rows)
+        + _common.format_table(rows)
     )
 
 
@@ -494,7 +487,7 @@ def _family_style(label: str) -> dict[str, Any]:
 def _plot_distance(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
     import numpy as np
 
-    plt = pyplot()
+    plt = _common.pyplot()
     panels = [
         (
             "Elman RNN: activation × recurrent init",
@@ -530,12 +523,12 @@ def _plot_distance(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
         fontsize=10,
     )
     fig.tight_layout()
-    save_figure(fig, out, f"{NAME}-distance")
+    _common.save_figure(fig, out, f"{NAME}-distance")
 
 
 def _plot_exploding(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
 
-    plt = pyplot()
+    plt = _common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     labels = list(dict.fromkeys(r["label"] for r in part["runs"]))
     for r in part["runs"]:
@@ -559,13 +552,13 @@ def _plot_exploding(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None
         fontsize=10,
     )
     fig.tight_layout()
-    save_figure(fig, out, f"{NAME}-exploding")
+    _common.save_figure(fig, out, f"{NAME}-exploding")
 
 
 def _plot_adding(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
     from matplotlib.ticker import NullLocator
 
-    plt = pyplot()
+    plt = _common.pyplot()
     lengths = cfg["lengths"]
     fig, axes = plt.subplots(
         1, 1 + len(lengths), figsize=(4 * (1 + len(lengths)), 3.8), squeeze=False
@@ -598,7 +591,7 @@ def _plot_adding(part: dict[str, Any], cfg: dict[str, Any], out: str) -> None:
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, fontsize=8, loc="center right")
     fig.tight_layout(rect=(0, 0, 1 - 1.1 / fig.get_figwidth(), 1))
-    save_figure(fig, out, f"{NAME}-adding")
+    _common.save_figure(fig, out, f"{NAME}-adding")
 
 
 _TABLES = {"distance": _distance_table, "exploding": _exploding_table, "adding": _adding_table}

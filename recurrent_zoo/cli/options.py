@@ -2,7 +2,8 @@
 
 * :func:`add_common`: ``--out``, ``--full`` and ``--seed`` (the front-end adds them to every bench);
 * :func:`add_layers`: ``--layers a b c``, space-separated names from ``rz.LAYERS``;
-* :class:`Sizes`: the options whose default is a quick size, and the paper's size with ``--full``.
+* :class:`Sizes`: the options whose default is a quick size, and the paper's size with ``--full``;
+* :func:`add_text_source`: ``--source`` and ``--model`` wherever Wikipedia text is read.
 
 Only :mod:`argparse` is imported here: ``recurrent-zoo bench NAME --help`` builds every bench's
 options without JAX.
@@ -49,6 +50,17 @@ def add_layers(
         metavar="LAYER",
         help=f"{what}, space-separated among {' '.join(among)} (default: {' '.join(default)})",
     )
+
+
+def add_text_source(parser: argparse.ArgumentParser, model_help: str) -> None:
+    """``--source`` (the text: ``recurrent_zoo.data``'s sources) and ``--model`` (the BERT model
+    or tokenizer), for every command that reads Wikipedia."""
+    parser.add_argument(
+        "--source",
+        default="sample",
+        help="'sample' (shipped WikiText-2), wikitext-2, wikitext-103, wikipedia (hub) or a path",
+    )
+    parser.add_argument("--model", default=None, help=model_help)
 
 
 def _shown(value: Any) -> str:
@@ -135,4 +147,4 @@ class Sizes:
         return out
 
 
-__all__ = ["LAYERS", "Size", "Sizes", "UsageError", "add_common", "add_layers"]
+__all__ = ["LAYERS", "Size", "Sizes", "UsageError", "add_common", "add_layers", "add_text_source"]

@@ -1,7 +1,7 @@
 """Tasks: their data, their losses, and the registry that ``recurrent-zoo train TASK`` runs.
 
-* :mod:`.registry`: :class:`Task`, :class:`TaskSpec`, :data:`TASKS` and :func:`register`, for
-  a task of your own;
+* :mod:`.registry`: :class:`Task`, :class:`TaskSpec`, :data:`TASKS`, :func:`register` and
+  :func:`supervised` (a spec from a sampler of (x, y) pairs and a loss), for a task of your own;
 * :mod:`.teacher_student`: the paper's linear teacher of memory ν0 and its students
   (``teacher-student``);
 * :mod:`.adding`: the adding problem (``adding``);
@@ -11,7 +11,7 @@ Importing this package registers the three tasks.
 """
 
 from recurrent_zoo.tasks import adding, language_model, teacher_student
-from recurrent_zoo.tasks.registry import TASKS, Task, TaskSpec, register
+from recurrent_zoo.tasks.registry import TASKS, Task, TaskSpec, register, supervised
 
 __all__ = [
     "TASKS",
@@ -20,5 +20,6 @@ __all__ = [
     "adding",
     "language_model",
     "register",
+    "supervised",
     "teacher_student",
 ]

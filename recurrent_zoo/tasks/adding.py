@@ -17,7 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from recurrent_zoo.tasks.registry import Task, TaskSpec, register
+from recurrent_zoo.tasks.registry import Task, TaskSpec, register, supervised
 
 Array = jax.Array
 
@@ -54,17 +54,8 @@ def adding_spec(batch_size: int, length: int) -> TaskSpec:
     "last"), loss the MSE against the sum of the marked values."""
     if length < 2:
         raise ValueError(f"--seq-len must be >= 2 for the adding problem, got {length}")
-
-    def batch_fn(key: Array, step: int) -> dict[str, Array]:
-        x, y = sample_batch(key, batch_size, length)
-        return {"inputs": x, "targets": y}
-
-    return TaskSpec(
-        batch_fn=batch_fn,
-        loss_fn=lambda pred, batch: mse(pred, batch["targets"]),
-        d_in=2,
-        d_out=1,
-        pooling="last",
+    return supervised(
+        lambda key: sample_batch(key, batch_size, length), mse, d_in=2, d_out=1, pooling="last"
     )
 
 

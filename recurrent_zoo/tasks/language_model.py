@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from recurrent_zoo import data
+from recurrent_zoo.cli.options import add_text_source
 from recurrent_zoo.tasks.registry import Task, TaskSpec, register
 
 #: Default window length (tokens) of the training task.
@@ -134,12 +135,7 @@ def language_model_spec(corpus: Corpus, batch_size: int, length: int) -> TaskSpe
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--source",
-        default="sample",
-        help="'sample' (shipped WikiText-2), wikitext-2, wikitext-103, wikipedia (hub) or a path",
-    )
-    p.add_argument("--model", default=None, help="BERT folder or hub name for the tokenizer")
+    add_text_source(p, model_help="BERT folder or hub name for the tokenizer")
     p.add_argument(
         "--vocab-size",
         type=int,

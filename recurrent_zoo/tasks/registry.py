@@ -58,6 +58,29 @@ class Task:
 TASKS: dict[str, Task] = {}
 
 
+def supervised(
+    sample: Callable[[Array], tuple[Array, Array]],
+    loss: Callable[[Array, Array], Array],
+    d_in: int,
+    d_out: int,
+    pooling: str | None = None,
+) -> TaskSpec:
+    """A task of fresh (inputs, targets) pairs: ``sample(key) -> (x, y)`` draws a batch (the
+    same for the same key, whatever the step) and ``loss(prediction, y)`` scores the model."""
+
+    def batch_fn(key: Array, step: int) -> dict[str, Array]:
+        x, y = sample(key)
+        return {"inputs": x, "targets": y}
+
+    return TaskSpec(
+        batch_fn=batch_fn,
+        loss_fn=lambda prediction, batch: loss(prediction, batch["targets"]),
+        d_in=d_in,
+        d_out=d_out,
+        pooling=pooling,
+    )
+
+
 def register(task: Task) -> Task:
     """Adds ``task`` to :data:`TASKS` (a name can be registered once)."""
     if task.name in TASKS:
@@ -66,4 +89,4 @@ def register(task: Task) -> Task:
     return task
 
 
-__all__ = ["TASKS", "Task", "TaskSpec", "register"]
+__all__ = ["TASKS", "Task", "TaskSpec", "register", "supervised"]

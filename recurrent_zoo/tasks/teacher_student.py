@@ -25,7 +25,7 @@ import optax
 
 from recurrent_zoo import initializers as inits
 from recurrent_zoo import scan
-from recurrent_zoo.tasks.registry import Task, TaskSpec, register
+from recurrent_zoo.tasks.registry import Task, TaskSpec, register, supervised
 
 Array = jax.Array
 
@@ -280,17 +280,7 @@ def _build(args: argparse.Namespace) -> TaskSpec:
     )
     length = args.seq_len or 300
     sample = jax.jit(lambda key: sample_batch(key, teacher, args.batch_size, length))
-
-    def batch_fn(key: Array, step: int) -> dict[str, Array]:
-        x, y = sample(key)
-        return {"inputs": x, "targets": y}
-
-    return TaskSpec(
-        batch_fn=batch_fn,
-        loss_fn=lambda pred, batch: loss(pred, batch["targets"]),
-        d_in=1,
-        d_out=1,
-    )
+    return supervised(sample, loss, d_in=1, d_out=1)
 
 
 TASK = register(
