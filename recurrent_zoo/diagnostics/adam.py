@@ -12,6 +12,7 @@ dense RNN's A orders of magnitude below that on a diagonal RNN's λ (Zucchet & O
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 from recurrent_zoo.diagnostics.groups import group_leaves
 
@@ -61,7 +61,8 @@ def adam_effective_learning_rates(
     Raises:
       ValueError: no or several Adam states, no step taken yet, or bad hyper-parameters.
     """
-    if isinstance(opt_state, nnx.Optimizer):
+    nnx = sys.modules.get("flax.nnx")  # NNX objects exist only where flax.nnx was imported
+    if nnx is not None and isinstance(opt_state, nnx.Optimizer):
         opt_state = opt_state.opt_state
     states = _adam_states(opt_state)
     if len(states) != 1:
@@ -75,7 +76,9 @@ def adam_effective_learning_rates(
         raise ValueError(f"eps and eps_root must be >= 0, got eps={eps}, eps_root={eps_root}")
     state = states[0]
     count = state.count
-    if isinstance(count, nnx.Variable):  # nnx.Optimizer wraps its arrays in OptArray variables
+    if nnx is not None and isinstance(
+        count, nnx.Variable
+    ):  # nnx.Optimizer wraps its arrays in OptArray variables
         count = count[...]
     try:
         if int(count) < 1:

@@ -12,15 +12,18 @@ parameters (E[g²] over the group's entries). Both work on any flax model, linen
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from recurrent_zoo.diagnostics.groups import group_leaves
+
+if TYPE_CHECKING:
+    from flax import nnx
 
 Array = jax.Array
 PyTree = Any
@@ -77,7 +80,8 @@ def activity(
     NNX modules called inside NNX transforms (``nnx.scan``, ``nnx.vmap``, ...) run as copies
     and are not recorded.
     """
-    is_nnx = isinstance(model, nnx.Module)
+    nnx = sys.modules.get("flax.nnx")  # NNX objects exist only where flax.nnx was imported
+    is_nnx = nnx is not None and isinstance(model, nnx.Module)
     if isinstance(modules, type | tuple):
         classes = modules
 
@@ -132,6 +136,8 @@ def _nnx_activity(
     """:func:`activity` of an NNX module: the method of each selected submodule's class is
     wrapped for the duration of one call (Python looks special methods such as ``__call__`` up
     on the class, so wrapping the instance would not do), recording the selected instances."""
+    from flax import nnx
+
     work = nnx.clone(model)
     chosen = {
         id(m): "/".join(map(str, path)) for path, m in nnx.iter_modules(work) if path and select(m)

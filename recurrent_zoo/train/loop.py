@@ -14,20 +14,19 @@ from __future__ import annotations
 import inspect
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
-from flax.nnx import variablelib
 from jax.sharding import Mesh
 
 from recurrent_zoo.train.checkpoint import Checkpointer
@@ -39,6 +38,9 @@ from recurrent_zoo.train.sharding import (
     replicated,
     shard_batch,
 )
+
+if TYPE_CHECKING:
+    from flax import nnx
 
 Array = jax.Array
 Batch = Mapping[str, Any]
@@ -140,8 +142,16 @@ class _SignalFlag:
             signal.signal(s, old)
 
 
+def _is_nnx_module(obj: Any) -> bool:
+    # Only a program that imported flax.nnx can hold an NNX module: linen users skip its import.
+    nnx = sys.modules.get("flax.nnx")
+    return nnx is not None and isinstance(obj, nnx.Module)
+
+
 def _collection(kind: type) -> str:
     """The linen collection name of an NNX variable type ("batch_stats" for nnx.BatchStat)."""
+    from flax.nnx import variablelib
+
     try:
         return variablelib.variable_name_from_type(kind)
     except ValueError:  # a type of the user's own, not in flax's registry
@@ -150,6 +160,8 @@ def _collection(kind: type) -> str:
 
 def _filled(template: nnx.State, values: Any) -> nnx.State:
     """A copy of ``template`` holding ``values`` (a pure dict as ``nnx.to_pure_dict`` gives)."""
+    from flax import nnx
+
     state = jax.tree.map(lambda leaf: leaf, template)  # fresh Variables: the template stays
     nnx.replace_by_pure_dict(state, values)
     return state
@@ -166,6 +178,8 @@ class _NNXParts:
     """
 
     def __init__(self, model: nnx.Module) -> None:
+        from flax import nnx
+
         work = nnx.clone(model)  # the caller's module keeps its mode and its values
         work.train()
         rest = nnx.state(work, nnx.Not(nnx.Any(nnx.Param, nnx.RngKey, nnx.RngCount)))
@@ -191,6 +205,8 @@ class _NNXParts:
 
     def initial(self) -> tuple[Any, dict[str, Any]]:
         """The model's own ``(params, model_state)`` as pure dicts."""
+        from flax import nnx
+
         others = {n: nnx.to_pure_dict(self._others[n]) for n in self.names}
         return nnx.to_pure_dict(self._params), others
 
@@ -209,6 +225,8 @@ class _NNXParts:
     def merge(self, params: Any, model_state: dict[str, Any], key: Array | None) -> nnx.Module:
         """The module (in training mode) with these values; ``key``: the RNG of the step (None:
         the module's own streams)."""
+        from flax import nnx
+
         if key is None:
             rng = [self._keys, self._counts]
         else:
@@ -218,6 +236,8 @@ class _NNXParts:
 
     def model_state(self, module: nnx.Module) -> dict[str, Any]:
         """The pure ``model_state`` of ``module`` (e.g. batch statistics after a call)."""
+        from flax import nnx
+
         return {n: nnx.to_pure_dict(nnx.state(module, self._filters[n])) for n in self.names}
 
 
@@ -306,7 +326,7 @@ def train(
     def get_batch(k: int) -> dict[str, Any]:
         return shard_batch(as_batch(batch_fn(jax.random.fold_in(data_key, k), k)), mesh)
 
-    if isinstance(model, nnx.Module):
+    if _is_nnx_module(model):
         parts: _NNXParts | None = _NNXParts(model)
     elif isinstance(model, nn.Module):
         parts = None
