@@ -46,6 +46,13 @@ RECURRENT_NAMES: frozenset[str] = frozenset(
 
 
 def _leaf_name(path: tuple[Any, ...]) -> str:
+    # An nnx.Variable flattens through its ``value`` attribute: the name is the key before it.
+    if (
+        len(path) > 1
+        and isinstance(path[-1], jax.tree_util.GetAttrKey)
+        and path[-1].name == "value"
+    ):
+        path = path[:-1]
     key = path[-1] if path else None
     for attr in ("key", "name", "idx"):
         if hasattr(key, attr):
@@ -57,7 +64,10 @@ def param_labels(params: Any) -> Any:
     """A pytree like ``params`` with "recurrent" or "default" at every leaf (by the leaf's name).
 
     Works on the "params" collection of any model built from zoo layers (a layer, a block, a
-    :class:`~recurrent_zoo.SequenceModel`, or your own module holding them).
+    :class:`~recurrent_zoo.SequenceModel`, or your own module holding them), and on the
+    parameters of a Flax NNX model: ``nnx.state(model, nnx.Param)`` (labels as an ``nnx.State``
+    of the same structure, which ``optax.multi_transform`` accepts) or its pure dict
+    (``nnx.to_pure_dict``).
     """
     return jax.tree_util.tree_map_with_path(
         lambda path, _: RECURRENT if _leaf_name(path) in RECURRENT_NAMES else DEFAULT, params
@@ -128,6 +138,9 @@ def make_optimizer(
       b1, b2, eps: Adam's.
       labels: a label pytree, or a function of the params giving one (default
         :func:`param_labels`).
+
+    The parameters may be a linen "params" collection or an NNX ``nnx.State`` of
+    ``nnx.Param``s (e.g. for ``nnx.Optimizer(model, tx, wrt=nnx.Param)``).
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")

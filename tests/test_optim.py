@@ -113,3 +113,39 @@ def test_bad_optimizer_options():
         rz.optim.make_optimizer(total_steps=10, warmup_steps=10)
     with pytest.raises(ValueError, match="recurrent_lr_factor must be > 0"):
         rz.optim.make_optimizer(recurrent_lr_factor=0.0)
+
+
+# -- Flax NNX ------------------------------------------------------------------------------
+def test_nnx_params_get_the_linen_labels(x):
+    from flax import nnx
+    from nnx_models import bridged
+
+    for name in rz.LAYERS:
+        layer = rz.make_layer(name, hidden_size=4)
+        params = nnx.state(bridged(layer, x, nnx.Rngs(0)), nnx.Param)
+        want = rz.optim.param_labels(jax.eval_shape(layer.init, jax.random.key(0), x)["params"])
+        assert nnx.to_pure_dict(rz.optim.param_labels(params)) == want, name
+        assert rz.optim.param_labels(nnx.to_pure_dict(params)) == want, name
+
+
+def test_make_optimizer_on_nnx_params_gives_the_linen_updates(x):
+    import optax
+    from flax import nnx
+    from nnx_models import bridged
+
+    module = bridged(rz.LRU(hidden_size=4), x, nnx.Rngs(0))
+    params = nnx.state(module, nnx.Param)
+    pure = nnx.to_pure_dict(params)
+    grads = jax.tree.map(lambda p: jnp.cos(p) + 0.5, params)
+    tx = rz.optim.make_optimizer(0.01, recurrent_lr_factor=0.25, weight_decay=0.1)
+    want, _ = tx.update(nnx.to_pure_dict(grads), tx.init(pure), pure)
+    assert want["nu_log"].ndim == 1  # the recurrent group is not empty
+    updates, _ = tx.update(grads, tx.init(params), params)
+    jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(updates), want)
+    optimizer = nnx.Optimizer(module, tx, wrt=nnx.Param)
+    optimizer.update(module, grads)
+    jax.tree.map(
+        np.testing.assert_allclose,
+        nnx.to_pure_dict(nnx.state(module, nnx.Param)),
+        optax.apply_updates(pure, want),
+    )

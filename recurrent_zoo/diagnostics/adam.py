@@ -12,6 +12,7 @@ dense RNN's A orders of magnitude below that on a diagonal RNN's λ (Zucchet & O
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -46,17 +47,23 @@ def adam_effective_learning_rates(
     Args:
       opt_state: the state of an optax optimiser holding exactly one ``ScaleByAdamState``
         (``optax.adam``, ``optax.adamw``, a chain with clipping or a schedule, ...). For
-        ``optax.multi_transform`` pass the inner state of one group.
+        ``optax.multi_transform`` pass the inner state of one group. For Flax NNX it may be
+        an ``nnx.Optimizer`` (or its ``opt_state``), or the state ``tx.init`` gave for an
+        ``nnx.State`` of parameters.
       learning_rate: the peak value or the schedule the optimiser was built with; a schedule is
         evaluated at the state's step count (the step about to be taken).
       b2, eps, eps_root: the optimiser's own values (optax's defaults here).
 
     Returns:
-      a pytree like the parameters, each leaf the effective learning rate of each entry (float32).
+      a pytree like the parameters (an ``nnx.State`` for NNX ones), each leaf the effective
+      learning rate of each entry (float32).
 
     Raises:
       ValueError: no or several Adam states, no step taken yet, or bad hyper-parameters.
     """
+    nnx = sys.modules.get("flax.nnx")  # NNX objects exist only where flax.nnx was imported
+    if nnx is not None and isinstance(opt_state, nnx.Optimizer):
+        opt_state = opt_state.opt_state
     states = _adam_states(opt_state)
     if len(states) != 1:
         raise ValueError(
@@ -69,6 +76,10 @@ def adam_effective_learning_rates(
         raise ValueError(f"eps and eps_root must be >= 0, got eps={eps}, eps_root={eps_root}")
     state = states[0]
     count = state.count
+    if nnx is not None and isinstance(
+        count, nnx.Variable
+    ):  # nnx.Optimizer wraps its arrays in OptArray variables
+        count = count[...]
     try:
         if int(count) < 1:
             raise ValueError(
@@ -96,7 +107,7 @@ def group_summary(
 
     Args:
       tree: pytree of arrays (e.g. the output of :func:`adam_effective_learning_rates`, or
-        squared gradients).
+        squared gradients); an ``nnx.State``'s leaves are named as in its pure dict.
       groups: how entries are grouped: ``None`` by each leaf's own name (the last key of its
         path, e.g. ``"A"``, ``"lambda_re"``); a function of the leaf's path
         (``"params/layer/A"``) returning a group name; or a pytree of group names with the

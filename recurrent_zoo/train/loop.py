@@ -3,6 +3,10 @@
 Everything random derives from the seed: the parameters from one key, the batch of step k from
 ``fold_in(data_key, k)`` and its dropout from ``fold_in(dropout_key, k)``. So a run resumed from a
 checkpoint of step k needs nothing but that checkpoint to continue exactly as if never stopped.
+
+The model is a linen module or an (initialised) ``flax.nnx.Module``. The step itself only sees
+pure pytrees: for NNX the module is split into its graph, its ``nnx.Param``s, its RNG streams and
+its other variables (batch statistics, ...), and merged again inside the step.
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ from __future__ import annotations
 import inspect
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
@@ -26,7 +31,16 @@ from jax.sharding import Mesh
 
 from recurrent_zoo.train.checkpoint import Checkpointer
 from recurrent_zoo.train.metrics import MetricsLogger
-from recurrent_zoo.train.sharding import batch_sharded, data_mesh, replicated, shard_batch
+from recurrent_zoo.train.sharding import (
+    batch_sharded,
+    data_mesh,
+    replicate,
+    replicated,
+    shard_batch,
+)
+
+if TYPE_CHECKING:
+    from flax import nnx
 
 Array = jax.Array
 Batch = Mapping[str, Any]
@@ -53,12 +67,15 @@ class TrainResult:
       interrupted: the signal number that stopped the run early (a checkpoint was written), or
         None when it ran to the end.
       resumed_from: the step of the checkpoint the run started from (None: from scratch).
+      model: for an NNX model, the trained ``nnx.Module`` (a new one, in evaluation mode:
+        ``.eval()``); None for a linen model.
     """
 
     state: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     interrupted: int | None = None
     resumed_from: int | None = None
+    model: Any = None
 
     @property
     def step(self) -> int:
@@ -70,7 +87,8 @@ class TrainResult:
 
     @property
     def variables(self) -> dict[str, Any]:
-        """``{"params": ..., **model_state}``, ready for ``model.apply``."""
+        """``{"params": ..., **model_state}``, ready for ``model.apply`` (for NNX the same
+        collections as linen's: ``{"params": ..., "batch_stats": ...}``)."""
         return {"params": self.state["params"], **self.state["model_state"]}
 
 
@@ -124,13 +142,112 @@ class _SignalFlag:
             signal.signal(s, old)
 
 
+def _is_nnx_module(obj: Any) -> bool:
+    # Only a program that imported flax.nnx can hold an NNX module: linen users skip its import.
+    nnx = sys.modules.get("flax.nnx")
+    return nnx is not None and isinstance(obj, nnx.Module)
+
+
+def _collection(kind: type) -> str:
+    """The linen collection name of an NNX variable type ("batch_stats" for nnx.BatchStat)."""
+    from flax.nnx import variablelib
+
+    try:
+        return variablelib.variable_name_from_type(kind)
+    except ValueError:  # a type of the user's own, not in flax's registry
+        return kind.__name__
+
+
+def _filled(template: nnx.State, values: Any) -> nnx.State:
+    """A copy of ``template`` holding ``values`` (a pure dict as ``nnx.to_pure_dict`` gives)."""
+    from flax import nnx
+
+    state = jax.tree.map(lambda leaf: leaf, template)  # fresh Variables: the template stays
+    nnx.replace_by_pure_dict(state, values)
+    return state
+
+
+class _NNXParts:
+    """An NNX module taken apart into pure pytrees for the jitted step, and put back together.
+
+    ``params`` is the ``nnx.Param`` values as a nested dict (``nnx.to_pure_dict``);
+    ``model_state`` every other variable but the RNG streams, as ``{collection: nested dict}``
+    under linen's collection names ("batch_stats" for ``nnx.BatchStat``). The RNG streams are not
+    carried from step to step: step k gets fresh keys derived from ``fold_in(dropout_key, k)``,
+    as the linen path does, so a resumed run needs no RNG state from the checkpoint.
+    """
+
+    def __init__(self, model: nnx.Module) -> None:
+        from flax import nnx
+
+        work = nnx.clone(model)  # the caller's module keeps its mode and its values
+        work.train()
+        rest = nnx.state(work, nnx.Not(nnx.Any(nnx.Param, nnx.RngKey, nnx.RngCount)))
+        is_var = lambda x: isinstance(x, nnx.Variable)
+        kinds = {type(v) for v in jax.tree.leaves(rest, is_leaf=is_var) if is_var(v)}
+        by_name: dict[str, type] = {}
+        for kind in kinds:
+            name = _collection(kind)
+            if name in by_name or name == "params":
+                raise ValueError(
+                    f"two kinds of NNX variables share the collection name {name!r}: "
+                    f"{by_name.get(name, nnx.Param)} and {kind}"
+                )
+            by_name[name] = kind
+        self.names = sorted(by_name)
+        # Exact types: a subclass of BatchStat is its own collection, not part of batch_stats.
+        self._filters = {n: (lambda path, x, k=by_name[n]: type(x) is k) for n in self.names}
+        split = nnx.split(work, nnx.Param, nnx.RngKey, nnx.RngCount, *self._filters.values(), ...)
+        self.graphdef, self._params, self._keys, self._counts = split[:4]
+        self._others = dict(zip(self.names, split[4:-1]))
+        if jax.tree.leaves(split[-1]):
+            raise ValueError(f"variables of no known kind in the NNX model: {split[-1]}")
+
+    def initial(self) -> tuple[Any, dict[str, Any]]:
+        """The model's own ``(params, model_state)`` as pure dicts."""
+        from flax import nnx
+
+        others = {n: nnx.to_pure_dict(self._others[n]) for n in self.names}
+        return nnx.to_pure_dict(self._params), others
+
+    def _step_keys(self, key: Array) -> nnx.State:
+        # One key per RNG stream (streams shared by several modules appear once).
+        leaves, treedef = jax.tree.flatten(self._keys)
+        new = []
+        for i, old in enumerate(leaves):
+            typed = jax.dtypes.issubdtype(old.dtype, jax.dtypes.prng_key)
+            shape = old.shape if typed else old.shape[:-1]
+            k = jax.random.fold_in(key, i)
+            k = jax.random.split(k, shape) if shape else k
+            new.append(k if typed else jax.random.key_data(k))
+        return jax.tree.unflatten(treedef, new)
+
+    def merge(self, params: Any, model_state: dict[str, Any], key: Array | None) -> nnx.Module:
+        """The module (in training mode) with these values; ``key``: the RNG of the step (None:
+        the module's own streams)."""
+        from flax import nnx
+
+        if key is None:
+            rng = [self._keys, self._counts]
+        else:
+            rng = [self._step_keys(key), jax.tree.map(jnp.zeros_like, self._counts)]
+        others = [_filled(self._others[n], model_state[n]) for n in self.names]
+        return nnx.merge(self.graphdef, _filled(self._params, params), *rng, *others)
+
+    def model_state(self, module: nnx.Module) -> dict[str, Any]:
+        """The pure ``model_state`` of ``module`` (e.g. batch statistics after a call)."""
+        from flax import nnx
+
+        return {n: nnx.to_pure_dict(nnx.state(module, self._filters[n])) for n in self.names}
+
+
 def _tokens(inputs: Any) -> int:
     shape = np.shape(inputs)
     return int(math.prod(shape[:2]))
 
 
 def train(
-    model: nn.Module,
+    model: nn.Module | nnx.Module,
     loss_fn: Callable[[Any, dict[str, Any]], Array],
     batch_fn: Callable[[Array, int], Any],
     optimizer: optax.GradientTransformation,
@@ -155,8 +272,16 @@ def train(
     collections such as ``batch_stats`` updated); loss = ``loss_fn(predictions, batch)`` (a
     scalar mean over the global batch); one ``optimizer`` update.
 
+    An NNX model (``flax.nnx.Module``, already initialised) is trained on a copy set to
+    training mode (``.train()``: dropout on, batch norm on the batch's statistics) and called
+    as ``model(batch["inputs"], lengths=..., resets=...)``. Its ``nnx.Param``s are the
+    parameters, its other variables (e.g. ``nnx.BatchStat``) the model state updated by each
+    call; its RNG streams get fresh keys each step from ``fold_in(dropout_key, k)`` (so
+    ``seed`` seeds the data and dropout, not the initialisation, which the module already
+    had). The module passed in is left as it was; ``result.model`` is the trained one.
+
     Args:
-      model: a flax module (e.g. :class:`recurrent_zoo.SequenceModel`).
+      model: a linen module (e.g. :class:`recurrent_zoo.SequenceModel`) or an ``nnx.Module``.
       loss_fn: ``(predictions, batch) -> scalar``, or ``-> (scalar, {name: scalar})`` to log
         more metrics (e.g. accuracy); they are averaged like the loss.
       batch_fn: ``(key, step) -> batch``, a dict with "inputs" (and "targets", "lengths",
@@ -201,8 +326,15 @@ def train(
     def get_batch(k: int) -> dict[str, Any]:
         return shard_batch(as_batch(batch_fn(jax.random.fold_in(data_key, k), k)), mesh)
 
+    if _is_nnx_module(model):
+        parts: _NNXParts | None = _NNXParts(model)
+    elif isinstance(model, nn.Module):
+        parts = None
+    else:
+        raise TypeError(f"model must be a flax linen or nnx Module, got {type(model)}")
+    # NNX modules take their mode from .train()/.eval(), not from a keyword.
+    takes_train = parts is None and _accepts(model.__call__, "train")
     first = get_batch(0)
-    takes_train = _accepts(model.__call__, "train")
 
     def model_kwargs(batch: dict[str, Any], train: bool) -> dict[str, Any]:
         kw = {k: batch[k] for k in MODEL_KWARGS if k in batch}
@@ -218,7 +350,11 @@ def train(
         variables = {"params": params, **model_state}
         rngs = {"dropout": jax.random.fold_in(dropout_key, k)}
         kw = model_kwargs(batch, True)
-        if model_state:
+        if parts is not None:
+            module = parts.merge(params, model_state, rngs["dropout"])
+            pred = module(batch["inputs"], **kw)
+            model_state = parts.model_state(module)
+        elif model_state:
             pred, model_state = model.apply(
                 variables, batch["inputs"], rngs=rngs, mutable=sorted(model_state), **kw
             )
@@ -229,7 +365,10 @@ def train(
         return loss, (dict(aux), dict(model_state))
 
     extra = {k: first[k] for k in MODEL_KWARGS if k in first}
-    abstract = jax.eval_shape(init_variables, first["inputs"], extra)
+    if parts is None:
+        abstract = jax.eval_shape(init_variables, first["inputs"], extra)
+    else:  # placed on every device of the mesh (all processes hold the same values)
+        abstract = replicate(jax.device_get(parts.initial()), mesh)
     _, (aux_like, _) = jax.eval_shape(loss_of, *abstract, first, 0)
     for name, value in aux_like.items():
         if np.shape(value) != ():
@@ -238,8 +377,7 @@ def train(
     # state: the logged means then do not depend on when the host looks, and checkpoints keep them.
     names = ["loss", *sorted(aux_like)]
 
-    def init_state(inputs, extra):
-        params, model_state = init_variables(inputs, extra)
+    def fresh_state(params, model_state):
         return {
             "step": jnp.zeros((), jnp.int32),
             "params": params,
@@ -248,7 +386,13 @@ def train(
             "metrics": {n: jnp.zeros(metrics_window, jnp.float32) for n in names},
         }
 
-    state = jax.jit(init_state, out_shardings=rep)(first["inputs"], extra)
+    def init_state(inputs, extra):
+        return fresh_state(*init_variables(inputs, extra))
+
+    if parts is None:
+        state = jax.jit(init_state, out_shardings=rep)(first["inputs"], extra)
+    else:
+        state = jax.jit(fresh_state, out_shardings=rep)(*abstract)
 
     def train_step(state, batch, k):
         (loss, (aux, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(
@@ -333,6 +477,9 @@ def train(
                         result.interrupted = signum
                         break
         result.state = state
+        if parts is not None:
+            result.model = parts.merge(state["params"], state["model_state"], None)
+            result.model.eval()
         return result
     finally:
         if ckpt is not None:
