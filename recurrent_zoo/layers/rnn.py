@@ -79,7 +79,9 @@ class VanillaRNN(CellLayer):
         h = self._nonlinearity(p, a)
         return h, h
 
-    def sequence(self, p, x, h0, resets, mask):
+    def sequence(
+        self, p: dict[str, Array], x: Array, h0: Array, resets: Array | None, mask: Array | None
+    ) -> tuple[Array, Array]:
         """:meth:`cell` run by :func:`scan.scan_matmul_cell`: U x for all steps at once, b added
         in the loop (saving a pass over the projected inputs), W's gradient in one matmul."""
         # Time-major before projecting: x [B, T, D_in] is the smallest array to transpose, and
