@@ -152,6 +152,16 @@ class Case:
             ys.append(y)
         return np.stack(hs, axis=-2), np.stack(ys, axis=-2)
 
+    def cell_loop(self, x, h0, resets, lengths, ct_h, ct_y) -> dict[str, Any]:
+        """The layer's reference cell, with no fused path: see :func:`cell_loop_fn`."""
+        return jax.tree.map(
+            np.asarray, cell_loop_fn(self.config)(self.params, x, h0, resets, lengths, ct_h, ct_y)
+        )
+
+    def vjp(self, x, h0, ct_h, ct_y) -> tuple[Any, Any]:
+        """The VJP of the plain call's ``(state, y)`` at ``(ct_h, ct_y)``, w.r.t. (params, x)."""
+        return jax.tree.map(np.asarray, vjp_fn(self)(self.params, x, h0, ct_h, ct_y))
+
     def reference_step(self) -> ref.Step:
         return ref.step_function(self.name, self.options, self.params)
 
@@ -235,6 +245,69 @@ def step_fn(config: str) -> Callable[..., Any]:
     def f(v, h, x_t):
         h, y = layer.apply(v, case.to_layer_state(h), x_t, method="step")
         return case.from_layer_state(h), y
+
+    return jit(f)
+
+
+def _plain_vjp(run: Callable[..., Any], p, x, h0, ct_h, ct_y) -> tuple[Any, Any]:
+    (h, y), pullback = jax.vjp(lambda p, x: run(p, x, h0), p, x)
+    return pullback((ct_h.astype(h.dtype), ct_y.astype(y.dtype)))
+
+
+@functools.cache
+def vjp_fn(case: Case) -> Callable[..., Any]:
+    """The fused call's VJP (see :meth:`Case.vjp`), jitted once per case."""
+    layer = case.layer()
+
+    def run(p, x, h0):
+        s, y = layer.apply(
+            {"params": p}, x, initial_state=case.to_layer_state(h0), return_state=True
+        )
+        return case.from_layer_state(s), y
+
+    return jit(functools.partial(_plain_vjp, run))
+
+
+@functools.cache
+def cell_loop_fn(config: str) -> Callable[..., Any]:
+    """``layer.cell`` alone, jitted once per configuration (the cell has no scan backend).
+
+    ``f(params, x, h0, resets, lengths, ct_h, ct_y)`` returns a dict: ``"plain"``, the
+    ``(state, y)`` of a ``lax.scan`` of ``layer.cell(params, ·, ·)`` over x [B, T, D] from h0;
+    ``"vjp"``, that loop's VJP at ``(ct_h, ct_y)`` w.r.t. (params, x); and ``"forward"`` and
+    ``"reverse"``, ``(state, y)`` of the full calling contract with resets and lengths, run by
+    ``apply_sequence`` over the reference loop instead of the fused path.
+    """
+    case = Case(config)
+    layer = case.layer()
+
+    def run(p, x, h0):
+        s, ys = jax.lax.scan(
+            lambda s, x_t: layer.cell(p, s, x_t), case.to_layer_state(h0), jnp.swapaxes(x, 0, 1)
+        )
+        return case.from_layer_state(s), jnp.swapaxes(ys, 0, 1).astype(layer.dtype)
+
+    def contract(p, x, h0, resets, lengths, reverse):
+        s, y = rz.layers.base.apply_sequence(
+            layer,
+            p,
+            x,
+            initial_state=case.to_layer_state(h0),
+            resets=resets,
+            lengths=lengths,
+            reverse=reverse,
+            return_state=True,
+            sequence=functools.partial(rz.layers.base.reference_sequence, layer),
+        )
+        return case.from_layer_state(s), y
+
+    def f(p, x, h0, resets, lengths, ct_h, ct_y):
+        return {
+            "plain": run(p, x, h0),
+            "vjp": _plain_vjp(run, p, x, h0, ct_h, ct_y),
+            "forward": contract(p, x, h0, resets, lengths, False),
+            "reverse": contract(p, x, h0, resets, lengths, True),
+        }
 
     return jit(f)
 

@@ -85,3 +85,39 @@ def test_gated_layers_match_pytorch_equations(name: str, gates: int, torch_step)
         h_ref, y_ref = ref.run(step, x[b].astype(np.float64), h0[b].astype(np.float64))
         assert_close(y[b], y_ref, "outputs")
         assert_close(h[b], h_ref, "final state")
+
+
+# -- the reference cell against the fused path -----------------------------------------------------
+# Each layer's `cell` is its equations step by step, `sequence` the fused path the call runs; a
+# loop of the one must give the other's outputs, final state and gradients. The fused calls are
+# the ones the tests above compiled.
+LOOP_RESETS = np.zeros((B, T), bool)
+LOOP_RESETS[0, [2, 6]] = True
+LOOP_RESETS[1, 4] = True
+LOOP_LENGTHS = np.array([T - 1, T, 3], np.int32)
+
+
+@pytest.mark.parametrize("case", CASE_PARAMS)
+def test_cell_loop_matches_fused_sequence(case: Case) -> None:
+    x = inputs((B, T, D), seed=7)
+    h0 = case.random_state((B,), seed=8)
+    rng = np.random.default_rng(9)
+    ct_h = case.random_state((B,), seed=10)
+    ct_y = rng.normal(size=(B, T, case.d_out)).astype(np.float32)
+    loop = case.cell_loop(x, h0, LOOP_RESETS, LOOP_LENGTHS, ct_h, ct_y)
+
+    h, y = case.call(x, h0)
+    assert_close(loop["plain"][1], y, "outputs of a loop of cell")
+    assert_close(loop["plain"][0], h, "final state of a loop of cell")
+
+    (dp, dx), (dp_loop, dx_loop) = case.vjp(x, h0, ct_h, ct_y), loop["vjp"]
+    assert dp.keys() == dp_loop.keys() == case.params.keys()
+    for k in dp:
+        assert_close(dp_loop[k], dp[k], f"VJP in {k}")
+    assert_close(dx_loop, dx, "VJP in x")
+
+    for reverse in (False, True):
+        h, y = case.full(x, h0, LOOP_RESETS, LOOP_LENGTHS, reverse=reverse)
+        h_loop, y_loop = loop["reverse" if reverse else "forward"]
+        assert_close(y_loop, y, f"outputs under resets and lengths, reverse={reverse}")
+        assert_close(h_loop, h, f"final state under resets and lengths, reverse={reverse}")

@@ -1,20 +1,27 @@
-"""The calling contract shared by every layer: sequence call, single step and initial state.
+"""The functional core every layer shares, and the linen base class that fronts it.
 
-A layer subclasses :class:`RecurrentLayer` and supplies, on a flat batch ``[B, ...]``:
+A layer is a dataclass of settings plus three pure pieces, all callable on an unbound module and
+all reading the parameters from one dict ``p`` keyed by the linen variable names (exactly
+``variables["params"]`` of the layer):
 
-* ``_sequence(x [B, T, D], h0, resets, mask) -> (h_T, y [B, T, D_out])`` in forward time;
-* ``_step(h, x_t [B, D]) -> (h, y_t)``;
-* ``state_shape``/``state_dtype`` (the zero state) and ``_input_param`` (the parameter whose first
-  axis is the input feature size, for a clear error on a mismatched input).
+* ``param_specs(d_in) -> {name: ParamSpec}``: every parameter's init, shape and dtype, once;
+* ``cell(p, state, x_t [B, D_in]) -> (state, y_t [B, D_out])``: the reference cell, the layer's
+  equations step by step (``step`` runs it);
+* ``sequence(p, x [B, T, D_in], h0, resets [B, T], mask [B, T]) -> (h_T, y [B, T, D_out])``:
+  the fused fast path in forward time, proven equal to a loop of ``cell`` by the tests.
 
-Batch dimensions, argument checks, ``reverse`` (per sequence under padding) and zeroing outputs
-past ``lengths`` are done here once for every layer.
+The calling contract (argument checks, batch dimensions, ``reverse`` per sequence under padding,
+zeroing outputs past ``lengths``) is :func:`apply_sequence` and :func:`apply_step`, pure in the
+parameters; the linen ``__call__`` and ``step`` create or read the parameters and call them, and
+any other front-end holding the same ``p`` calls them the same way. :func:`reference_sequence`
+runs the contract's inner loop with the reference cell instead of the fused path.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -25,6 +32,7 @@ from recurrent_zoo import scan
 
 Array = jax.Array
 Dtype = Any
+Params = dict[str, Array]
 
 
 def promote_state_dtype(dtype: Dtype, param_dtype: Dtype) -> jnp.dtype:
@@ -39,8 +47,162 @@ def project(x: Array, kernel: Array, dtype: Dtype, out_dtype: Dtype) -> Array:
     return scan.matmul(x, kernel.astype(dtype), out_dtype)
 
 
+def time_major(a: Array | None) -> Array | None:
+    """[B, T, ...] ↔ [T, B, ...] (None stays None)."""
+    return None if a is None else jnp.swapaxes(a, 0, 1)
+
+
+# -- parameters ----------------------------------------------------------------------------------
+class Joint(NamedTuple):
+    """The init of a parameter drawn together with others from one key: ``draw(key)[index]``.
+
+    ``draw(key) -> tuple of arrays`` is called once per key for every parameter sharing it (the
+    same function object), e.g. λ's two raw parameters from one draw of (ν, θ) on a ring.
+    """
+
+    draw: Callable[[Array], tuple[Array, ...]]
+    index: int
+
+
+class ParamSpec(NamedTuple):
+    """One parameter: ``init(key, shape, dtype)`` (or a :class:`Joint` draw), shape and dtype."""
+
+    init: Callable[..., Array] | Joint
+    shape: tuple[int, ...]
+    dtype: Dtype
+
+
+def resolve_inits(
+    specs: dict[str, ParamSpec], next_key: Callable[[], Array] | None
+) -> dict[str, Callable[..., Array]]:
+    """Every parameter's ``init(key, shape, dtype)``, with the :class:`Joint` draws done.
+
+    Each distinct joint draw takes one key from ``next_key()``, in declaration order, before any
+    parameter is created (so linen's key sequence, and with it the values drawn, stay as they
+    were). With ``next_key=None`` (not initialising) joint parameters get zeros of the right
+    shape: linen still calls inits abstractly to check shapes.
+    """
+    drawn: dict[Any, tuple[Array, ...] | None] = {}
+    for s in specs.values():
+        if isinstance(s.init, Joint) and s.init.draw not in drawn:
+            drawn[s.init.draw] = None if next_key is None else s.init.draw(next_key())
+
+    def joint(values: tuple[Array, ...] | None, index: int) -> Callable[..., Array]:
+        def init(key: Array, shape: tuple[int, ...], dtype: Dtype = jnp.float32) -> Array:
+            return jnp.zeros(shape, dtype) if values is None else values[index].astype(dtype)
+
+        return init
+
+    return {
+        name: joint(drawn[s.init.draw], s.init.index) if isinstance(s.init, Joint) else s.init
+        for name, s in specs.items()
+    }
+
+
+def check_features(layer: RecurrentLayer, p: Params, d: int, name: str) -> None:
+    """``p``'s input parameter must take ``d`` features (its first axis), else a ValueError."""
+    if layer._input_param in p:
+        checks.feature_size(d, p[layer._input_param].shape[0], name)
+
+
+# -- the calling contract --------------------------------------------------------------------------
+def reference_sequence(
+    layer: RecurrentLayer, p: Params, x: Array, h0: Any, resets: Array | None, mask: Array | None
+) -> tuple[Any, Array]:
+    """``layer.cell`` looped over time by :func:`scan.scan_cell`: the reference for
+    ``layer.sequence``, with the same arguments and results (flat batch, forward time)."""
+    return scan.scan_cell(lambda h, x_t: layer.cell(p, h, x_t), h0, x, resets=resets, mask=mask)
+
+
+def apply_sequence(
+    layer: RecurrentLayer,
+    p: Params,
+    x: Array,
+    *,
+    initial_state: Any = None,
+    resets: Array | None = None,
+    lengths: Array | None = None,
+    reverse: bool = False,
+    return_state: bool = False,
+    sequence: Callable[..., tuple[Any, Array]] | None = None,
+) -> Array | tuple[Any, Array]:
+    """Runs ``layer`` with parameters ``p`` over a sequence; the contract of the layers' call.
+
+    Args:
+      layer: the layer's settings (bound or not).
+      p: its parameters, keyed by the linen names.
+      x: float [*batch, T, D_in].
+      initial_state: state [*batch, N] (zeros when None).
+      resets: bool [*batch, T]; True at t zeroes the state before x_t is read, so each piece
+        between resets runs as its own sequence. With ``reverse`` every piece runs backwards on
+        its own (the last piece from ``initial_state``), so packed sequences stay apart in both
+        directions.
+      lengths: int [*batch] in [0, T]; steps t ≥ length are padding (zero outputs, state held).
+      reverse: run time backwards (each sequence's valid part, under padding); y stays aligned
+        with x.
+      return_state: also return the state after the last valid step.
+      sequence: the inner loop ``(p, x [B, T, D_in], h0, resets, mask) -> (h_T, y)`` on a flat
+        batch in forward time; None: ``layer.sequence`` (the fused path).
+
+    Returns:
+      y [*batch, T, D_out] in ``layer.dtype``, or ``(state, y)`` when ``return_state``.
+    """
+    batch_shape, T, D = checks.sequence_input(x, "x")
+    check_features(layer, p, D, "x")
+    resets = checks.resets(resets, batch_shape, T)
+    lengths = checks.lengths(lengths, batch_shape, T)
+    zero = layer.initial_state(batch_shape)
+    h0 = zero if initial_state is None else checks.state(initial_state, zero, "initial_state")
+
+    B = math.prod(batch_shape)
+    nb = len(batch_shape)
+    flat = lambda a: None if a is None else a.reshape((B, *a.shape[nb:]))
+    x_, r_, n_ = flat(x), flat(resets), flat(lengths)
+    h0_ = jax.tree.map(flat, h0)
+
+    if reverse:
+        perm = scan.time_permutation(n_, T)
+        if r_ is not None:
+            # A reset at t starts a piece at t. Backwards, that piece is entered at its last
+            # step, just before the next piece starts: the reset moves one step earlier, and
+            # one past the end of a sequence means nothing.
+            r_ = jnp.concatenate([r_[:, 1:], jnp.zeros_like(r_[:, :1])], axis=1)
+            if n_ is not None:
+                r_ = r_ & (jnp.arange(1, T + 1)[None, :] < n_[:, None])
+        x_, r_ = scan.reverse_time(x_, perm), scan.reverse_time(r_, perm)
+    mask = scan.valid_mask(n_, T)
+    h_T, y = (layer.sequence if sequence is None else sequence)(p, x_, h0_, r_, mask)
+    if mask is not None:
+        y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
+    if reverse:
+        y = scan.reverse_time(y, perm)
+    h_T, y = checks.poison_out_of_range((h_T, y), n_, T)
+
+    unflat = lambda a: a.reshape((*batch_shape, *a.shape[1:]))
+    h_T, y = jax.tree.map(unflat, h_T), unflat(y.astype(layer.dtype))
+    return (h_T, y) if return_state else y
+
+
+def apply_step(layer: RecurrentLayer, p: Params, state: Any, x_t: Array) -> tuple[Any, Array]:
+    """One step of the reference cell: ``state [*batch, N], x_t [*batch, D_in] -> (state,
+    y_t [*batch, D_out])``, with the same checks as :func:`apply_sequence`."""
+    batch_shape, D = checks.step_input(x_t, "x_t")
+    check_features(layer, p, D, "x_t")
+    state = checks.state(state, layer.initial_state(batch_shape), "state")
+    B = math.prod(batch_shape)
+    flat = lambda a: a.reshape((B, *a.shape[len(batch_shape) :]))
+    h, y = layer.cell(p, jax.tree.map(flat, state), flat(x_t))
+    unflat = lambda a: a.reshape((*batch_shape, *a.shape[1:]))
+    return jax.tree.map(unflat, h), unflat(y.astype(layer.dtype))
+
+
+# -- the linen front-end ---------------------------------------------------------------------------
 class RecurrentLayer(nn.Module):
-    """Base class of the zoo's layers (see the module docstring for the subclass hooks).
+    """Base class of the zoo's layers: the settings, the state, and the linen front-end.
+
+    A subclass gives ``param_specs``, ``cell`` and ``sequence`` (see the module docstring);
+    ``state_shape`` when its state is not one array [*batch, N], ``_input_param`` (the parameter
+    whose first axis is the input feature size) and ``_complex_state``.
 
     Attributes:
       hidden_size: N, the size of the recurrent state.
@@ -81,15 +243,38 @@ class RecurrentLayer(nn.Module):
             lambda s: jnp.zeros(s.shape, s.dtype), self.state_shape(tuple(batch_shape))
         )
 
-    # -- checks ----------------------------------------------------------------------------
-    def _check_features(self, d: int, name: str) -> None:
+    # -- the layer, in each subclass ---------------------------------------------------------
+    def param_specs(self, d_in: int) -> dict[str, ParamSpec]:  # pragma: no cover - abstract
+        """Every parameter for inputs of ``d_in`` features, in creation order."""
+        raise NotImplementedError
+
+    def cell(self, p: Params, state: Any, x_t: Array) -> tuple[Any, Array]:  # pragma: no cover
+        """The reference cell on a flat batch: ``(state, x_t [B, D_in]) -> (state, y_t)``."""
+        raise NotImplementedError
+
+    def sequence(
+        self, p: Params, x: Array, h0: Any, resets: Array | None, mask: Array | None
+    ) -> tuple[Any, Array]:
+        """The fused path on a flat batch in forward time; by default the reference loop."""
+        return reference_sequence(self, p, x, h0, resets, mask)
+
+    # -- linen -------------------------------------------------------------------------------
+    @nn.compact
+    def create_params(self, d_in: int) -> Params:
+        """Creates (init) or reads (apply) the parameters of :meth:`param_specs` as the dict
+        ``p``, one ``self.param`` each in declaration order."""
+        specs = self.param_specs(d_in)
+        next_key = (lambda: self.make_rng("params")) if self.is_initializing() else None
+        inits = resolve_inits(specs, next_key)
+        return {name: self.param(name, inits[name], s.shape, s.dtype) for name, s in specs.items()}
+
+    def _linen_params(self, d: int, name: str) -> Params:
+        # An existing input parameter is checked first: `self.param` would raise a shape error
+        # that names neither the argument nor the cause.
         if self.scope is not None and self.has_variable("params", self._input_param):
             checks.feature_size(d, self.get_variable("params", self._input_param).shape[0], name)
+        return self.create_params(d)
 
-    def _output(self, y: Array) -> Array:
-        return y.astype(self.dtype)
-
-    # -- public API ------------------------------------------------------------------------
     def __call__(
         self,
         x: Array,
@@ -100,91 +285,40 @@ class RecurrentLayer(nn.Module):
         reverse: bool = False,
         return_state: bool = False,
     ) -> Array | tuple[Any, Array]:
-        """Runs the layer over a sequence.
+        """Runs the layer over a sequence (see :func:`apply_sequence` for the arguments).
 
         Args:
           x: float [*batch, T, D_in].
           initial_state: state [*batch, N] (zeros when None).
-          resets: bool [*batch, T]; True at t zeroes the state before x_t is read, so each
-            piece between resets runs as its own sequence. With ``reverse`` every piece runs
-            backwards on its own (the last piece from ``initial_state``), so packed sequences
-            stay apart in both directions.
-          lengths: int [*batch] in [0, T]; steps t ≥ length are padding (zero outputs, state held).
-          reverse: run time backwards (each sequence's valid part, under padding); y stays
-            aligned with x.
+          resets: bool [*batch, T]; True at t zeroes the state before x_t is read.
+          lengths: int [*batch] in [0, T]; steps t ≥ length are padding.
+          reverse: run time backwards over each sequence's valid part; y stays aligned with x.
           return_state: also return the state after the last valid step.
 
         Returns:
           y [*batch, T, D_out], or ``(state, y)`` when ``return_state``.
         """
-        batch_shape, T, D = checks.sequence_input(x, "x")
-        self._check_features(D, "x")
-        resets = checks.resets(resets, batch_shape, T)
-        lengths = checks.lengths(lengths, batch_shape, T)
-        zero = self.initial_state(batch_shape)
-        h0 = zero if initial_state is None else checks.state(initial_state, zero, "initial_state")
-
-        B = math.prod(batch_shape)
-        nb = len(batch_shape)
-        flat = lambda a: None if a is None else a.reshape((B, *a.shape[nb:]))
-        x_, r_, n_ = flat(x), flat(resets), flat(lengths)
-        h0_ = jax.tree.map(flat, h0)
-
-        if reverse:
-            perm = scan.time_permutation(n_, T)
-            if r_ is not None:
-                # A reset at t starts a piece at t. Backwards, that piece is entered at its last
-                # step, just before the next piece starts: the reset moves one step earlier, and
-                # one past the end of a sequence means nothing.
-                r_ = jnp.concatenate([r_[:, 1:], jnp.zeros_like(r_[:, :1])], axis=1)
-                if n_ is not None:
-                    r_ = r_ & (jnp.arange(1, T + 1)[None, :] < n_[:, None])
-            x_, r_ = scan.reverse_time(x_, perm), scan.reverse_time(r_, perm)
-        mask = scan.valid_mask(n_, T)
-        h_T, y = self._sequence(x_, h0_, r_, mask)
-        if mask is not None:
-            y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
-        if reverse:
-            y = scan.reverse_time(y, perm)
-        h_T, y = checks.poison_out_of_range((h_T, y), n_, T)
-
-        unflat = lambda a: a.reshape((*batch_shape, *a.shape[1:]))
-        h_T, y = jax.tree.map(unflat, h_T), unflat(self._output(y))
-        return (h_T, y) if return_state else y
+        _, _, D = checks.sequence_input(x, "x")
+        return apply_sequence(
+            self,
+            self._linen_params(D, "x"),
+            x,
+            initial_state=initial_state,
+            resets=resets,
+            lengths=lengths,
+            reverse=reverse,
+            return_state=return_state,
+        )
 
     def step(self, state: Any, x_t: Array) -> tuple[Any, Array]:
         """One step: ``state [*batch, N], x_t [*batch, D_in] -> (state, y_t [*batch, D_out])``."""
-        batch_shape, D = checks.step_input(x_t, "x_t")
-        self._check_features(D, "x_t")
-        state = checks.state(state, self.initial_state(batch_shape), "state")
-        B = math.prod(batch_shape)
-        flat = lambda a: a.reshape((B, *a.shape[len(batch_shape) :]))
-        h, y = self._step(jax.tree.map(flat, state), flat(x_t))
-        unflat = lambda a: a.reshape((*batch_shape, *a.shape[1:]))
-        return jax.tree.map(unflat, h), unflat(self._output(y))
-
-    # -- hooks -----------------------------------------------------------------------------
-    def _sequence(self, x, h0, resets, mask):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _step(self, h, x_t):  # pragma: no cover - abstract
-        raise NotImplementedError
+        _, D = checks.step_input(x_t, "x_t")
+        return apply_step(self, self._linen_params(D, "x_t"), state, x_t)
 
 
 class CellLayer(RecurrentLayer):
-    """Base of the layers run by :func:`scan.scan_matmul_cell` (``rnn``, ``ln_rnn``, ``gru``,
-    ``lstm``).
-
-    Subclasses give ``_params(d_in)`` (compact), ``_inputs(q, x)`` (the input projection of
-    ``x [..., D_in]``, any number of steps: ``(pre [..., K'], u)``, the part added to the first K'
-    columns of the pre-activation and a pytree the cell reads; ``q = _input_params(p)``, by default
-    ``p``, is what it reads, sliced and cast once outside the loop), ``_recurrent_kernel(p)``
-    (W [N, K]), optionally ``_recurrent_bias(p)`` (b [K]) and ``_cell_params(p)`` (what the cell
-    reads besides W and b), and ``_cell(q, s, a, u_t) -> s`` with ``a = h @ W + b + [pre | 0]``.
-    The state ``s`` is h [B, N], or a tuple of [B, N] blocks ending in h (the LSTM's ``(c, h)``,
-    with ``state_shape`` overridden); the output is h. Set ``_elementwise = True`` only for a cell that acts feature by
-    feature: its gradients then use the cell's diagonal Jacobians (see
-    :func:`scan.scan_matmul_cell`).
+    """Base of the layers whose fused path is :func:`scan.scan_matmul_cell` (``rnn``,
+    ``ln_rnn``, ``gru``, ``lstm``): the speed settings they share.
 
     Attributes:
       unroll: steps unrolled per loop iteration.
@@ -195,63 +329,9 @@ class CellLayer(RecurrentLayer):
     unroll: int = 1
     batch_groups: int | None = None
 
-    _elementwise = False
-
     def __post_init__(self) -> None:
         checks.optional_positive_int(self.batch_groups, "batch_groups")
         super().__post_init__()
-
-    def _kernel(self, p: dict[str, Any]) -> Array:
-        return self._recurrent_kernel(p).astype(self.dtype)
-
-    def _sequence(self, x, h0, resets, mask):
-        p = self._params(x.shape[-1])
-        # Time-major before projecting: x [B, T, D_in] is the smallest array to transpose, and
-        # the projection is then one 2-D matmul whose rows the scan reads in order.
-        tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)
-        h_T, hs = scan.scan_matmul_cell(
-            self._cell,
-            self._kernel(p),
-            self._cell_params(p),
-            h0,
-            project=self._inputs,
-            x=tm(x),
-            project_params=self._input_params(p),
-            bias=self._recurrent_bias(p),
-            resets=tm(resets),
-            mask=tm(mask),
-            unroll=self.unroll,
-            elementwise=self._elementwise,
-            groups=self.batch_groups,
-        )
-        return h_T, tm(hs)
-
-    def _step(self, s, x_t):
-        p = self._params(x_t.shape[-1])
-        pre, u = self._step_inputs(p, x_t)
-        s = scan.matmul_cell_step(
-            self._cell, self._kernel(p), self._cell_params(p), s, u, pre=pre,
-            bias=self._recurrent_bias(p),
-        )  # fmt: skip
-        return s, scan.output_block(s)
-
-    def _input_params(self, p: dict[str, Any]) -> Any:
-        return p
-
-    def _step_inputs(self, p: dict[str, Any], x_t: Array) -> tuple[Array | None, Any]:
-        return self._inputs(self._input_params(p), x_t)
-
-    def _recurrent_kernel(self, p: dict[str, Any]) -> Array:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _recurrent_bias(self, p: dict[str, Any]) -> Array | None:
-        return None
-
-    def _cell_params(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-    def _cell(self, q, h, a, u_t):  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 class LinearReadout(RecurrentLayer):
@@ -276,11 +356,11 @@ class LinearReadout(RecurrentLayer):
         checks.optional_positive_int(self.out_features, "out_features")
         super().__post_init__()
 
-    def _skip(self, d_in: int) -> Array:
+    def _skip_spec(self, d_in: int) -> ParamSpec:
         d_out = self.out_features or d_in
         if d_out == d_in:
-            return self.param("D", nn.initializers.normal(1.0), (d_in,), self.param_dtype)
-        return self.param("D", nn.initializers.lecun_normal(), (d_in, d_out), self.param_dtype)
+            return ParamSpec(nn.initializers.normal(1.0), (d_in,), self.param_dtype)
+        return ParamSpec(nn.initializers.lecun_normal(), (d_in, d_out), self.param_dtype)
 
     def _apply_skip(self, D: Array, x: Array) -> Array:
         x = x.astype(self.dtype)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -12,7 +11,7 @@ import jax.numpy as jnp
 from recurrent_zoo import initializers as inits
 from recurrent_zoo import parametrization as lam_param
 from recurrent_zoo import scan
-from recurrent_zoo.layers.base import LinearReadout, project
+from recurrent_zoo.layers.base import Joint, LinearReadout, ParamSpec, project
 
 Array = jax.Array
 
@@ -51,59 +50,53 @@ class ComplexDiagonalRNN(LinearReadout):
         inits.check_ring(self.r_min, self.r_max, self.min_phase, self.max_phase)
         super().__post_init__()
 
-    @nn.compact
-    def _params(self, d_in: int) -> dict[str, Any]:
+    def param_specs(self, d_in: int) -> dict[str, ParamSpec]:
         n, pd = self.hidden_size, self.param_dtype
         par = lam_param.get(self.parametrization)
-        init = None  # flax also calls param inits abstractly in apply, to check shapes
-        if self.is_initializing():
-            nu, theta = inits.ring(
-                self.make_rng("params"), n, self.r_min, self.r_max, self.max_phase, self.min_phase
-            )
-            init = (*par.encode(nu, theta), jnp.log(jnp.maximum(lam_param.gamma(nu), 1e-12)))
 
-        def fixed(i):
-            return lambda key, shape, dtype: (
-                jnp.zeros(shape, dtype) if init is None else init[i].astype(dtype)
-            )
+        def draw(key: Array) -> tuple[Array, Array, Array]:
+            # λ's two raw parameters and γ_log, from one draw of (ν, θ) on the ring.
+            nu, theta = inits.ring(key, n, self.r_min, self.r_max, self.max_phase, self.min_phase)
+            return (*par.encode(nu, theta), jnp.log(jnp.maximum(lam_param.gamma(nu), 1e-12)))
 
-        p = {
-            "p": self.param(par.param_names[0], fixed(0), (n,), pd),
-            "q": self.param(par.param_names[1], fixed(1), (n,), pd),
-            "gamma_log": self.param("gamma_log", fixed(2), (n,), pd) if self.normalize else None,
+        specs = {
+            par.param_names[0]: ParamSpec(Joint(draw, 0), (n,), pd),
+            par.param_names[1]: ParamSpec(Joint(draw, 1), (n,), pd),
         }
+        if self.normalize:
+            specs["gamma_log"] = ParamSpec(Joint(draw, 2), (n,), pd)
         b_init = nn.initializers.normal(1 / math.sqrt(2 * d_in))
         c_init = nn.initializers.normal(1 / math.sqrt(n))
         d_out = self.out_features or d_in
-        p["B_re"] = self.param("B_re", b_init, (d_in, n), pd)
-        p["B_im"] = self.param("B_im", b_init, (d_in, n), pd)
-        p["C_re"] = self.param("C_re", c_init, (n, d_out), pd)
-        p["C_im"] = self.param("C_im", c_init, (n, d_out), pd)
-        p["D"] = self._skip(d_in)
-        return p
+        specs["B_re"] = ParamSpec(b_init, (d_in, n), pd)
+        specs["B_im"] = ParamSpec(b_init, (d_in, n), pd)
+        specs["C_re"] = ParamSpec(c_init, (n, d_out), pd)
+        specs["C_im"] = ParamSpec(c_init, (n, d_out), pd)
+        specs["D"] = self._skip_spec(d_in)
+        return specs
 
-    def eigenvalues(self, p: dict[str, Any]) -> Array:
+    def eigenvalues(self, p: dict[str, Array]) -> Array:
         """λ [N] (complex) from the raw parameters."""
         real = self.real_dtype
         par = lam_param.get(self.parametrization)
-        return par.to_complex(p["p"].astype(real), p["q"].astype(real))
+        a, b = (p[k].astype(real) for k in par.param_names)
+        return par.to_complex(a, b)
 
-    def _inputs(self, p: dict[str, Any], x: Array) -> Array:
-        real = self.real_dtype
-        u = jax.lax.complex(
-            project(x, p["B_re"], self.dtype, real), project(x, p["B_im"], self.dtype, real)
-        )
-        if p["gamma_log"] is not None:
+    def cell(self, p: dict[str, Array], h: Array, x_t: Array) -> tuple[Array, Array]:
+        """h' = λ ⊙ h + γ ⊙ (B x_t),   y_t = Re(C h') + D ⊙ x_t."""
+        dt, real = self.dtype, self.real_dtype
+        u = jax.lax.complex(project(x_t, p["B_re"], dt, real), project(x_t, p["B_im"], dt, real))
+        if self.normalize:
             u = u * jnp.exp(p["gamma_log"].astype(real))
-        return u
+        h = self.eigenvalues(p) * h + u
+        y = project(h.real, p["C_re"], dt, dt) - project(h.imag, p["C_im"], dt, dt)
+        return h, y + self._apply_skip(p["D"], x_t)
 
-    def _readout(self, p: dict[str, Any], h: Array, x: Array) -> Array:
-        y = jnp.dot(h.real.astype(self.dtype), p["C_re"].astype(self.dtype))
-        y = y - jnp.dot(h.imag.astype(self.dtype), p["C_im"].astype(self.dtype))
-        return y + self._apply_skip(p["D"], x)
-
-    def _sequence(self, x, h0, resets, mask):
-        p = self._params(x.shape[-1])
+    def sequence(
+        self, p: dict[str, Array], x: Array, h0: Array, resets: Array | None, mask: Array | None
+    ) -> tuple[Array, Array]:
+        """Every step's B x at once, :func:`scan.linear_scan` (or, sequentially, the real
+        arithmetic of :meth:`_sequence_split`), every step's readout at once."""
         if scan.resolve_method(self.scan) == "sequential":
             return self._sequence_split(p, x, h0, resets, mask)
         h_T, hs = scan.linear_scan(
@@ -117,6 +110,20 @@ class ComplexDiagonalRNN(LinearReadout):
         )
         return h_T, self._readout(p, hs, x)
 
+    def _inputs(self, p: dict[str, Array], x: Array) -> Array:
+        real = self.real_dtype
+        u = jax.lax.complex(
+            project(x, p["B_re"], self.dtype, real), project(x, p["B_im"], self.dtype, real)
+        )
+        if self.normalize:
+            u = u * jnp.exp(p["gamma_log"].astype(real))
+        return u
+
+    def _readout(self, p: dict[str, Array], h: Array, x: Array) -> Array:
+        y = jnp.dot(h.real.astype(self.dtype), p["C_re"].astype(self.dtype))
+        y = y - jnp.dot(h.imag.astype(self.dtype), p["C_im"].astype(self.dtype))
+        return y + self._apply_skip(p["D"], x)
+
     def _sequence_split(self, p, x, h0, resets, mask):
         """The sequential scan in real arithmetic, time-major: one matmul in (B with γ folded in,
         producing [T, B, 2N] = [re | im]), :func:`scan.complex_diagonal_scan`, one matmul out
@@ -124,7 +131,7 @@ class ComplexDiagonalRNN(LinearReadout):
         real, dt, n = self.real_dtype, self.dtype, self.hidden_size
         lam = self.eigenvalues(p)
         w_in = jnp.concatenate([p["B_re"], p["B_im"]], axis=1).astype(real)
-        if p["gamma_log"] is not None:
+        if self.normalize:
             w_in = w_in * jnp.tile(jnp.exp(p["gamma_log"].astype(real)), 2)
         # Time-major before projecting, so `project` runs plain 2-D matmuls on rows the scan
         # reads in order: a batched einsum gets transposed copies of u and the states.
@@ -143,11 +150,6 @@ class ComplexDiagonalRNN(LinearReadout):
         y = project(hs, w_out, dt, dt)
         y = jnp.swapaxes(y, 0, 1) + self._apply_skip(p["D"], x)
         return jax.lax.complex(h_T[..., :n], h_T[..., n:]).astype(h0.dtype), y
-
-    def _step(self, h, x_t):
-        p = self._params(x_t.shape[-1])
-        h = scan.linear_step(self.eigenvalues(p), h, self._inputs(p, x_t))
-        return h, self._readout(p, h, x_t)
 
 
 class LRU(ComplexDiagonalRNN):

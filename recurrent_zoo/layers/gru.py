@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from recurrent_zoo import initializers as inits
-from recurrent_zoo.layers.base import CellLayer, project
+from recurrent_zoo import scan
+from recurrent_zoo.layers.base import CellLayer, ParamSpec, project, time_major
 
 Array = jax.Array
 
@@ -39,8 +40,6 @@ class GRU(CellLayer):
     recurrent_init: str | Callable[..., Array] = "orthogonal"
     chrono_init: float | tuple[float, float] | None = None
 
-    _elementwise = True  # every gate acts feature by feature
-
     def __post_init__(self) -> None:
         inits.recurrent(self.recurrent_init)
         if self.chrono_init is not None:
@@ -56,30 +55,69 @@ class GRU(CellLayer):
             inits.chrono(*inits.chrono_range(self.chrono_init))(key, (n,), dtype)
         )
 
-    @nn.compact
-    def _params(self, d_in: int) -> dict[str, Any]:
+    def param_specs(self, d_in: int) -> dict[str, ParamSpec]:
         n, pd = self.hidden_size, self.param_dtype
-        recurrent_init = inits.per_gate(inits.recurrent(self.recurrent_init), 3)
         return {
-            "Wi": self.param("input_kernel", self.kernel_init, (d_in, 3 * n), pd),
-            "bi": self.param("input_bias", self._input_bias_init, (3 * n,), pd),
-            "Wh": self.param("recurrent_kernel", recurrent_init, (n, 3 * n), pd),
-            "bh": self.param("recurrent_bias", nn.initializers.zeros, (3 * n,), pd),
+            "input_kernel": ParamSpec(self.kernel_init, (d_in, 3 * n), pd),
+            "input_bias": ParamSpec(self._input_bias_init, (3 * n,), pd),
+            "recurrent_kernel": ParamSpec(
+                inits.per_gate(inits.recurrent(self.recurrent_init), 3), (n, 3 * n), pd
+            ),
+            "recurrent_bias": ParamSpec(nn.initializers.zeros, (3 * n,), pd),
         }
 
-    def _input_params(self, p: dict[str, Any]) -> dict[str, Array]:
+    def cell(self, p: dict[str, Array], h: Array, x_t: Array) -> tuple[Array, Array]:
+        """The class docstring's equations, gates r, z, n; y_t = h'."""
+        dt, sd = self.dtype, self.state_dtype
+        i_r, i_z, i_n = jnp.split(
+            project(x_t, p["input_kernel"], dt, sd) + p["input_bias"].astype(sd), 3, axis=-1
+        )
+        h_r, h_z, h_n = jnp.split(
+            project(h, p["recurrent_kernel"], dt, sd) + p["recurrent_bias"].astype(sd), 3, axis=-1
+        )
+        r = jax.nn.sigmoid(i_r + h_r)
+        z = jax.nn.sigmoid(i_z + h_z)
+        n = jnp.tanh(i_n + r * h_n)
+        h = (1 - z) * n + z * h
+        return h, h
+
+    def sequence(
+        self, p: dict[str, Array], x: Array, h0: Array, resets: Array | None, mask: Array | None
+    ) -> tuple[Array, Array]:
+        """:meth:`cell` run by :func:`scan.scan_matmul_cell`: the scan forms
+        ``a = h @ W_h + b_h + [b_ir + W_ir x | b_iz + W_iz x | 0]`` and :meth:`_fused_cell` reads
+        it with n's input part ``W_in x + b_in`` (see :meth:`_project`)."""
         n, sd = self.hidden_size, self.state_dtype
-        # Sliced and cast once, outside the loop (see _inputs for the per-gate kernels).
-        W = p["Wi"].astype(self.dtype)
-        return {
+        W = p["input_kernel"].astype(self.dtype)
+        b_i = p["input_bias"]
+        # Sliced and cast once, outside the loop (see _project for the per-gate kernels).
+        q = {
             "W_rz": W[:, : 2 * n],
             "W_r": W[:, :n],
             "W_z": W[:, n : 2 * n],
             "W_n": W[:, 2 * n :],
-            "b_n": p["bi"][2 * n :].astype(sd),
+            "b_n": b_i[2 * n :].astype(sd),
         }
+        # r and z read b_i added to b_h: one bias in the loop.
+        bias = p["recurrent_bias"] + jnp.concatenate([b_i[: 2 * n], jnp.zeros_like(b_i[2 * n :])])
+        h_T, hs = scan.scan_matmul_cell(
+            self._fused_cell,
+            p["recurrent_kernel"].astype(self.dtype),
+            {},
+            h0,
+            project=self._project,
+            x=time_major(x),
+            project_params=q,
+            bias=bias,
+            resets=time_major(resets),
+            mask=time_major(mask),
+            unroll=self.unroll,
+            elementwise=True,  # every gate acts feature by feature
+            groups=self.batch_groups,
+        )
+        return h_T, time_major(hs)
 
-    def _inputs(self, q: dict[str, Array], x: Array) -> tuple[Array, Array]:
+    def _project(self, q: dict[str, Array], x: Array) -> tuple[Array, Array]:
         # r and z read W_i x + b_i added to W_h h + b_h (their b_i joins b_h in the loop); n
         # reads its input part on its own.
         sd = self.state_dtype
@@ -92,21 +130,7 @@ class GRU(CellLayer):
             return pre, gi_n
         return project(x, q["W_rz"], self.dtype, sd), gi_n
 
-    def _step_inputs(self, p: dict[str, Any], x_t: Array) -> tuple[Array, Array]:
-        # One matmul by the whole kernel, then slices of its small result: a step that sliced
-        # the kernel would copy it at every call.
-        n, sd = self.hidden_size, self.state_dtype
-        g = project(x_t, p["Wi"], self.dtype, sd)
-        return g[..., : 2 * n], g[..., 2 * n :] + p["bi"][2 * n :].astype(sd)
-
-    def _recurrent_kernel(self, p: dict[str, Any]) -> Array:
-        return p["Wh"]
-
-    def _recurrent_bias(self, p: dict[str, Any]) -> Array:
-        n = self.hidden_size
-        return p["bh"] + jnp.concatenate([p["bi"][: 2 * n], jnp.zeros_like(p["bi"][2 * n :])])
-
-    def _cell(self, q: dict[str, Any], h: Array, a: Array, gi_n: Array) -> Array:
+    def _fused_cell(self, q: dict[str, Any], h: Array, a: Array, gi_n: Array) -> Array:
         # a = [W_ir x + W_hr h + b_r | W_iz x + W_hz h + b_z | W_hn h + b_hn]
         n = self.hidden_size
         r = jax.nn.sigmoid(a[..., :n])

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from recurrent_zoo import initializers as inits
-from recurrent_zoo.layers.base import CellLayer, project
+from recurrent_zoo import scan
+from recurrent_zoo.layers.base import CellLayer, ParamSpec, project, time_major
 
 Array = jax.Array
 
@@ -45,8 +46,6 @@ class LSTM(CellLayer):
     kernel_init: Callable[..., Array] = nn.initializers.lecun_normal()
     recurrent_init: str | Callable[..., Array] = "orthogonal"
 
-    _elementwise = True  # every gate acts feature by feature
-
     def __post_init__(self) -> None:
         inits.recurrent(self.recurrent_init)
         if self.chrono_init is not None:
@@ -70,30 +69,62 @@ class LSTM(CellLayer):
         b_i = jnp.zeros_like(b_f) if self.chrono_init is None else -b_f
         return jnp.zeros(shape, dtype).at[:n].set(b_i).at[n : 2 * n].set(b_f)
 
-    @nn.compact
-    def _params(self, d_in: int) -> dict[str, Any]:
+    def param_specs(self, d_in: int) -> dict[str, ParamSpec]:
         n, pd = self.hidden_size, self.param_dtype
-        recurrent_init = inits.per_gate(inits.recurrent(self.recurrent_init), 4)
         return {
-            "Wi": self.param("input_kernel", self.kernel_init, (d_in, 4 * n), pd),
-            "bi": self.param("input_bias", self._input_bias_init, (4 * n,), pd),
-            "Wh": self.param("recurrent_kernel", recurrent_init, (n, 4 * n), pd),
-            "bh": self.param("recurrent_bias", nn.initializers.zeros, (4 * n,), pd),
+            "input_kernel": ParamSpec(self.kernel_init, (d_in, 4 * n), pd),
+            "input_bias": ParamSpec(self._input_bias_init, (4 * n,), pd),
+            "recurrent_kernel": ParamSpec(
+                inits.per_gate(inits.recurrent(self.recurrent_init), 4), (n, 4 * n), pd
+            ),
+            "recurrent_bias": ParamSpec(nn.initializers.zeros, (4 * n,), pd),
         }
 
-    def _input_params(self, p: dict[str, Any]) -> Array:
-        return p["Wi"].astype(self.dtype)
+    def cell(
+        self, p: dict[str, Array], s: tuple[Array, Array], x_t: Array
+    ) -> tuple[tuple[Array, Array], Array]:
+        """The class docstring's equations, gates i, f, g, o; state (c, h), y_t = h'."""
+        dt, sd = self.dtype, self.state_dtype
+        c, h = s
+        a = project(x_t, p["input_kernel"], dt, sd) + p["input_bias"].astype(sd)
+        a = a + project(h, p["recurrent_kernel"], dt, sd) + p["recurrent_bias"].astype(sd)
+        i, f, g, o = jnp.split(a, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (c, h), h
 
-    def _inputs(self, Wi: Array, x: Array) -> tuple[Array, None]:
-        return project(x, Wi, self.dtype, self.state_dtype), None
+    def sequence(
+        self,
+        p: dict[str, Array],
+        x: Array,
+        h0: tuple[Array, Array],
+        resets: Array | None,
+        mask: Array | None,
+    ) -> tuple[tuple[Array, Array], Array]:
+        """:meth:`cell` run by :func:`scan.scan_matmul_cell`, which forms
+        ``a = h @ W_h + (b_h + b_i) + W_i x`` (both biases enter every gate additively: one bias
+        in the loop)."""
+        h_T, hs = scan.scan_matmul_cell(
+            self._fused_cell,
+            p["recurrent_kernel"].astype(self.dtype),
+            {},
+            h0,
+            project=self._project,
+            x=time_major(x),
+            project_params=p["input_kernel"].astype(self.dtype),
+            bias=p["recurrent_bias"] + p["input_bias"],
+            resets=time_major(resets),
+            mask=time_major(mask),
+            unroll=self.unroll,
+            elementwise=True,  # every gate acts feature by feature
+            groups=self.batch_groups,
+        )
+        return h_T, time_major(hs)
 
-    def _recurrent_kernel(self, p: dict[str, Any]) -> Array:
-        return p["Wh"]
+    def _project(self, W_i: Array, x: Array) -> tuple[Array, None]:
+        return project(x, W_i, self.dtype, self.state_dtype), None
 
-    def _recurrent_bias(self, p: dict[str, Any]) -> Array:
-        return p["bh"] + p["bi"]  # both enter every gate additively: one bias in the loop
-
-    def _cell(self, q: dict[str, Any], s: tuple[Array, Array], a: Array, u_t: None):
+    def _fused_cell(self, q: dict[str, Any], s: tuple[Array, Array], a: Array, u_t: None):
         # a = W_i x + b_i + W_h h + b_h, gates i, f, g, o
         i, f, g, o = jnp.split(a, 4, axis=-1)
         c = jax.nn.sigmoid(f) * s[0] + jax.nn.sigmoid(i) * jnp.tanh(g)

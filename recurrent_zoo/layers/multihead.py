@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from recurrent_zoo import _checks as checks
 from recurrent_zoo import initializers as inits
 from recurrent_zoo import scan
-from recurrent_zoo.layers.base import LinearReadout, project
+from recurrent_zoo.layers.base import LinearReadout, ParamSpec, project, time_major
 
 Array = jax.Array
 
@@ -59,34 +59,29 @@ class MultiHeadLinearRNN(LinearReadout):
     def head_size(self) -> int:
         return self.hidden_size // self.num_heads
 
-    @nn.compact
-    def _params(self, d_in: int) -> dict[str, Any]:
+    def param_specs(self, d_in: int) -> dict[str, ParamSpec]:
         n, h, d, pd = self.hidden_size, self.num_heads, self.head_size, self.param_dtype
-        a_init = inits.eigenvalue_controlled(self.r_min, self.max_phase)
         return {
-            "A": self.param("A", a_init, (h, d, d), pd),
-            "B": self.param("B", nn.initializers.normal(1 / math.sqrt(d_in)), (d_in, n), pd),
-            "C": self.param(
-                "C", nn.initializers.normal(1 / math.sqrt(n)), (n, self.out_features or d_in), pd
+            "A": ParamSpec(inits.eigenvalue_controlled(self.r_min, self.max_phase), (h, d, d), pd),
+            "B": ParamSpec(nn.initializers.normal(1 / math.sqrt(d_in)), (d_in, n), pd),
+            "C": ParamSpec(
+                nn.initializers.normal(1 / math.sqrt(n)), (n, self.out_features or d_in), pd
             ),
-            "D": self._skip(d_in),
+            "D": self._skip_spec(d_in),
         }
 
-    def _inputs(self, p: dict[str, Any], x: Array) -> Array:
-        u = project(x, p["B"], self.dtype, self.state_dtype)
-        return u.reshape(*u.shape[:-1], self.num_heads, self.head_size)
+    def cell(self, p: dict[str, Array], h: Array, x_t: Array) -> tuple[Array, Array]:
+        """h' = A h + B x_t (head k: h'_k = A_k h_k + (B x_t)_k),   y_t = C h' + D ⊙ x_t."""
+        dt, sd = self.dtype, self.state_dtype
+        Ah = jnp.einsum("...kij,...kj->...ki", p["A"].astype(sd), self._heads(h))
+        h = Ah.reshape(h.shape) + project(x_t, p["B"], dt, sd)
+        return h, project(h, p["C"], dt, dt) + self._apply_skip(p["D"], x_t)
 
-    def _readout(self, p: dict[str, Any], h: Array, x: Array) -> Array:
-        h = h.reshape(*h.shape[:-2], self.hidden_size)
-        return jnp.dot(h.astype(self.dtype), p["C"].astype(self.dtype)) + self._apply_skip(
-            p["D"], x
-        )
-
-    def _heads(self, h: Array) -> Array:
-        return h.reshape(*h.shape[:-1], self.num_heads, self.head_size)
-
-    def _sequence(self, x, h0, resets, mask):
-        p = self._params(x.shape[-1])
+    def sequence(
+        self, p: dict[str, Array], x: Array, h0: Array, resets: Array | None, mask: Array | None
+    ) -> tuple[Array, Array]:
+        """Every step's B x at once, :func:`scan.linear_scan` over the heads (one head,
+        sequentially: :meth:`_sequence_dense`), every step's readout at once."""
         if self.num_heads == 1 and scan.resolve_method(self.scan, "block") == "sequential":
             return self._sequence_dense(p, x, h0, resets, mask)
         h_T, hs = scan.linear_scan(
@@ -106,8 +101,7 @@ class MultiHeadLinearRNN(LinearReadout):
         :func:`scan.scan_matmul_cell` like the other cell layers (the input projection in the
         loop when nothing is differentiated, ∂A in one matmul over all steps when it is), on
         time-major rows, so that only x and y are transposed."""
-        tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)
-        xt = tm(x)
+        xt = time_major(x)
         h_T, hs = scan.scan_matmul_cell(
             _identity,
             p["A"][0].T.astype(self.state_dtype),
@@ -116,18 +110,24 @@ class MultiHeadLinearRNN(LinearReadout):
             project=self._project_flat,
             x=xt,
             project_params=p["B"],
-            resets=tm(resets),
-            mask=tm(mask),
+            resets=time_major(resets),
+            mask=time_major(mask),
             unroll=self.unroll,
             elementwise=True,
         )
-        return h_T, tm(self._readout(p, self._heads(hs), xt))
+        return h_T, time_major(self._readout(p, self._heads(hs), xt))
+
+    def _inputs(self, p: dict[str, Array], x: Array) -> Array:
+        return self._heads(project(x, p["B"], self.dtype, self.state_dtype))
+
+    def _readout(self, p: dict[str, Array], h: Array, x: Array) -> Array:
+        h = h.reshape(*h.shape[:-2], self.hidden_size)
+        return jnp.dot(h.astype(self.dtype), p["C"].astype(self.dtype)) + self._apply_skip(
+            p["D"], x
+        )
+
+    def _heads(self, h: Array) -> Array:
+        return h.reshape(*h.shape[:-1], self.num_heads, self.head_size)
 
     def _project_flat(self, B: Array, x: Array) -> tuple[Array, None]:
         return project(x, B, self.dtype, self.state_dtype), None
-
-    def _step(self, h, x_t):
-        p = self._params(x_t.shape[-1])
-        a = p["A"].astype(self.state_dtype)
-        hh = scan.linear_step(a, self._heads(h), self._inputs(p, x_t), "block")
-        return hh.reshape(h.shape), self._readout(p, hh, x_t)

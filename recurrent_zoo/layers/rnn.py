@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -11,7 +10,8 @@ import jax.numpy as jnp
 
 from recurrent_zoo import _checks as checks
 from recurrent_zoo import initializers as inits
-from recurrent_zoo.layers.base import CellLayer, project
+from recurrent_zoo import scan
+from recurrent_zoo.layers.base import CellLayer, ParamSpec, project, time_major
 
 Array = jax.Array
 
@@ -21,6 +21,8 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu": jax.nn.relu,
     "linear": lambda a: a,
 }
+# The parameters VanillaRNN.sequence hands to the scan's matmuls rather than to the cell.
+_MATMUL_PARAMS = ("input_kernel", "recurrent_kernel", "bias")
 
 
 class VanillaRNN(CellLayer):
@@ -54,40 +56,60 @@ class VanillaRNN(CellLayer):
         inits.recurrent(self.recurrent_init)
         super().__post_init__()
 
-    @nn.compact
-    def _params(self, d_in: int) -> dict[str, Any]:
+    def param_specs(self, d_in: int) -> dict[str, ParamSpec]:
         n, pd = self.hidden_size, self.param_dtype
-        p = {
-            "U": self.param("input_kernel", self.kernel_init, (d_in, n), pd),
-            "W": self.param("recurrent_kernel", inits.recurrent(self.recurrent_init), (n, n), pd),
-            "b": self.param("bias", nn.initializers.zeros, (n,), pd) if self.use_bias else None,
+        specs = {
+            "input_kernel": ParamSpec(self.kernel_init, (d_in, n), pd),
+            "recurrent_kernel": ParamSpec(inits.recurrent(self.recurrent_init), (n, n), pd),
         }
-        p.update(self._extra_params())
-        return p
+        if self.use_bias:
+            specs["bias"] = ParamSpec(nn.initializers.zeros, (n,), pd)
+        return specs
 
-    def _extra_params(self) -> dict[str, Any]:
-        return {}
+    def _nonlinearity(self, p: dict[str, Array], a: Array) -> Array:
+        """h' from the pre-activation a: φ(a)."""
+        return ACTIVATIONS[self.activation](a)
 
-    def _normalize(self, p: dict[str, Any], a: Array) -> Array:
-        return a
+    def cell(self, p: dict[str, Array], h: Array, x_t: Array) -> tuple[Array, Array]:
+        """h' = φ(W h + U x_t + b), y_t = h' (W and U applied as h @ W, x_t @ U)."""
+        dt, sd = self.dtype, self.state_dtype
+        a = project(h, p["recurrent_kernel"], dt, sd) + project(x_t, p["input_kernel"], dt, sd)
+        if self.use_bias:
+            a = a + p["bias"].astype(sd)
+        h = self._nonlinearity(p, a)
+        return h, h
 
-    def _input_params(self, p: dict[str, Any]) -> Array:
-        return p["U"].astype(self.dtype)
+    def sequence(
+        self, p: dict[str, Array], x: Array, h0: Array, resets: Array | None, mask: Array | None
+    ) -> tuple[Array, Array]:
+        """:meth:`cell` run by :func:`scan.scan_matmul_cell`: U x for all steps at once, b added
+        in the loop (saving a pass over the projected inputs), W's gradient in one matmul."""
+        # Time-major before projecting: x [B, T, D_in] is the smallest array to transpose, and
+        # the projection is then one 2-D matmul whose rows the scan reads in order.
+        h_T, hs = scan.scan_matmul_cell(
+            self._fused_cell,
+            p["recurrent_kernel"].astype(self.dtype),
+            # The nonlinearity's own parameters: all but the matmuls' and the bias.
+            {k: v for k, v in p.items() if k not in _MATMUL_PARAMS},
+            h0,
+            project=self._project,
+            x=time_major(x),
+            project_params=p["input_kernel"].astype(self.dtype),
+            bias=p.get("bias"),
+            resets=time_major(resets),
+            mask=time_major(mask),
+            unroll=self.unroll,
+            elementwise=self._elementwise,
+            groups=self.batch_groups,
+        )
+        return h_T, time_major(hs)
 
-    def _inputs(self, U: Array, x: Array) -> tuple[Array, None]:
+    def _project(self, U: Array, x: Array) -> tuple[Array, None]:
         return project(x, U, self.dtype, self.state_dtype), None
 
-    def _recurrent_kernel(self, p: dict[str, Any]) -> Array:
-        return p["W"]
-
-    def _recurrent_bias(self, p: dict[str, Any]) -> Array | None:
-        return p["b"]  # added in the loop, saving a pass over the projected inputs
-
-    def _cell_params(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {k: p[k] for k in ("g", "beta") if k in p}
-
-    def _cell(self, q: dict[str, Any], h: Array, a: Array, u_t: None) -> Array:
-        return ACTIVATIONS[self.activation](self._normalize(q, a))
+    def _fused_cell(self, q: dict[str, Array], h: Array, a: Array, u_t: None) -> Array:
+        # a = h @ W + b + x_t @ U, formed by the scan
+        return self._nonlinearity(q, a)
 
 
 class LayerNormRNN(VanillaRNN):
@@ -108,15 +130,18 @@ class LayerNormRNN(VanillaRNN):
 
     _elementwise = False  # the normalisation mixes features
 
-    def _extra_params(self) -> dict[str, Any]:
+    def param_specs(self, d_in: int) -> dict[str, ParamSpec]:
         n, pd = self.hidden_size, self.param_dtype
         return {
-            "g": self.param("ln_scale", nn.initializers.ones, (n,), pd),
-            "beta": self.param("ln_bias", nn.initializers.zeros, (n,), pd),
+            **super().param_specs(d_in),
+            "ln_scale": ParamSpec(nn.initializers.ones, (n,), pd),
+            "ln_bias": ParamSpec(nn.initializers.zeros, (n,), pd),
         }
 
-    def _normalize(self, p: dict[str, Any], a: Array) -> Array:
+    def _nonlinearity(self, p: dict[str, Array], a: Array) -> Array:
+        """h' from the pre-activation a: φ(g ⊙ (a − μ(a)) / σ(a) + β)."""
         mu = jnp.mean(a, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(a - mu), axis=-1, keepdims=True)
         a = (a - mu) * jax.lax.rsqrt(var + self.epsilon)
-        return a * p["g"].astype(a.dtype) + p["beta"].astype(a.dtype)
+        a = a * p["ln_scale"].astype(a.dtype) + p["ln_bias"].astype(a.dtype)
+        return ACTIVATIONS[self.activation](a)
