@@ -104,12 +104,21 @@ def test_unknown_method_is_rejected() -> None:
 @given(st.lists(st.integers(0, T), min_size=1, max_size=4))
 def test_time_permutation_reverses_valid_parts(lengths) -> None:
     n = np.array(lengths, np.int32)
-    perm = np.asarray(rz.scan.time_permutation(jnp.asarray(n), T))
+    perm = np.asarray(rz.scan.time_permutation(jnp.asarray(n), T)).T  # [T, B] → [B, T]
     for b, k in enumerate(n):
         np.testing.assert_array_equal(perm[b], [*range(k - 1, -1, -1), *range(k, T)])
     np.testing.assert_array_equal(
         np.take_along_axis(perm, perm, axis=1), np.tile(np.arange(T), (len(n), 1))
     )
+
+
+def _linear_scan(a, u, h0, resets=None, mask=None, **kw):
+    """rz.scan.linear_scan (time-major) called on the batch-major arrays of these tests."""
+    tm = lambda z: None if z is None else jnp.swapaxes(jnp.asarray(z), 0, 1)
+    h, hs = rz.scan.linear_scan(
+        jnp.asarray(a), tm(u), jnp.asarray(h0), resets=tm(resets), mask=tm(mask), **kw
+    )
+    return h, tm(hs)
 
 
 def _numpy_linear_scan(a, u, h0, resets, mask):
@@ -134,14 +143,7 @@ def test_linear_scan_resets_and_padding(method: str) -> None:
     """A reset zeroes the state before u_t is read; a padded step holds it (resets there too)."""
     a, u, h0 = _diagonal_problem(seed=0)
     mask = np.arange(T)[None] < LENGTHS[:, None]
-    h, hs = rz.scan.linear_scan(
-        jnp.asarray(a),
-        jnp.asarray(u),
-        jnp.asarray(h0),
-        resets=jnp.asarray(RESETS),
-        mask=jnp.asarray(mask),
-        method=method,
-    )
+    h, hs = _linear_scan(a, u, h0, resets=RESETS, mask=mask, method=method)
     h_ref, hs_ref = _numpy_linear_scan(a, u, h0, RESETS, mask)
     assert_close(h, h_ref, "final state")
     # States at padded steps are left unspecified (the layers zero those outputs).
@@ -151,13 +153,9 @@ def test_linear_scan_resets_and_padding(method: str) -> None:
 @pytest.mark.parametrize("method", SCAN_METHODS)
 def test_block_scan_of_1x1_blocks_is_the_diagonal_scan(method: str) -> None:
     a, u, h0 = _diagonal_problem(seed=1)
-    h, hs = rz.scan.linear_scan(jnp.asarray(a), jnp.asarray(u), jnp.asarray(h0), method=method)
-    hb, hsb = rz.scan.linear_scan(
-        jnp.asarray(a)[:, None, None],
-        jnp.asarray(u)[..., None],
-        jnp.asarray(h0)[..., None],
-        method=method,
-        structure="block",
+    h, hs = _linear_scan(a, u, h0, method=method)
+    hb, hsb = _linear_scan(
+        a[:, None, None], u[..., None], h0[..., None], method=method, structure="block"
     )
     assert_close(hb[..., 0], h, "final state")
     assert_close(hsb[..., 0], hs, "states")

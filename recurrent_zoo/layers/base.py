@@ -130,6 +130,7 @@ class RecurrentLayer(nn.Module):
         x_, r_, n_ = flat(x), flat(resets), flat(lengths)
         h0_ = jax.tree.map(flat, h0)
 
+        tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)  # rz.scan is time-major
         if reverse:
             perm = scan.time_permutation(n_, T)
             if r_ is not None:
@@ -139,13 +140,13 @@ class RecurrentLayer(nn.Module):
                 r_ = jnp.concatenate([r_[:, 1:], jnp.zeros_like(r_[:, :1])], axis=1)
                 if n_ is not None:
                     r_ = r_ & (jnp.arange(1, T + 1)[None, :] < n_[:, None])
-            x_, r_ = scan.reverse_time(x_, perm), scan.reverse_time(r_, perm)
-        mask = scan.valid_mask(n_, T)
+            x_, r_ = tm(scan.reverse_time(tm(x_), perm)), tm(scan.reverse_time(tm(r_), perm))
+        mask = tm(scan.valid_mask(n_, T))
         h_T, y = self._sequence(x_, h0_, r_, mask)
         if mask is not None:
             y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
         if reverse:
-            y = scan.reverse_time(y, perm)
+            y = tm(scan.reverse_time(tm(y), perm))
         h_T, y = checks.poison_out_of_range((h_T, y), n_, T)
 
         unflat = lambda a: a.reshape((*batch_shape, *a.shape[1:]))
@@ -189,7 +190,8 @@ class CellLayer(RecurrentLayer):
     Attributes:
       unroll: steps unrolled per loop iteration.
       batch_groups: groups of batch rows each step runs side by side (None: two halves on the
-        CPU from 16 rows up, see :func:`scan.batch_groups`); a speed setting only.
+        CPU from 16 rows up, the default rule of :func:`scan.batch_groups`, which
+        :func:`scan.set_batch_groups_rule` replaces process-wide); a speed setting only.
     """
 
     unroll: int = 1

@@ -104,18 +104,21 @@ class ComplexDiagonalRNN(LinearReadout):
 
     def _sequence(self, x, h0, resets, mask):
         p = self._params(x.shape[-1])
-        if scan.resolve_method(self.scan) == "sequential":
+        kernel = scan.select_kernel(self.scan, "diagonal", complex_state=True)
+        if kernel is scan.Kernel.COMPLEX_SPLIT:
             return self._sequence_split(p, x, h0, resets, mask)
+        tm = lambda z: None if z is None else jnp.swapaxes(z, 0, 1)
+        xt = tm(x)
         h_T, hs = scan.linear_scan(
             self.eigenvalues(p),
-            self._inputs(p, x),
+            self._inputs(p, xt),
             h0,
-            resets=resets,
-            mask=mask,
-            method=self.scan,
+            resets=tm(resets),
+            mask=tm(mask),
+            method=kernel.method,
             unroll=self.unroll,
         )
-        return h_T, self._readout(p, hs, x)
+        return h_T, tm(self._readout(p, hs, xt))
 
     def _sequence_split(self, p, x, h0, resets, mask):
         """The sequential scan in real arithmetic, time-major: one matmul in (B with γ folded in,

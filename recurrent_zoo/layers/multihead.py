@@ -87,19 +87,22 @@ class MultiHeadLinearRNN(LinearReadout):
 
     def _sequence(self, x, h0, resets, mask):
         p = self._params(x.shape[-1])
-        if self.num_heads == 1 and scan.resolve_method(self.scan, "block") == "sequential":
+        kernel = scan.select_kernel(self.scan, "dense" if self.num_heads == 1 else "block")
+        if kernel is scan.Kernel.MATMUL_CELL:
             return self._sequence_dense(p, x, h0, resets, mask)
+        tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)
+        xt = tm(x)
         h_T, hs = scan.linear_scan(
             p["A"].astype(self.state_dtype),
-            self._inputs(p, x),
+            self._inputs(p, xt),
             self._heads(h0),
-            resets=resets,
-            mask=mask,
-            method=self.scan,
+            resets=tm(resets),
+            mask=tm(mask),
+            method=kernel.method,
             structure="block",
             unroll=self.unroll,
         )
-        return h_T.reshape(h0.shape), self._readout(p, hs, x)
+        return h_T.reshape(h0.shape), tm(self._readout(p, hs, xt))
 
     def _sequence_dense(self, p, x, h0, resets, mask):
         """One head, sequentially: the linear Elman RNN h_t = h_{t−1} Aᵀ + x_t B, run by
