@@ -159,3 +159,69 @@ def test_block_scan_of_1x1_blocks_is_the_diagonal_scan(method: str) -> None:
     )
     assert_close(hb[..., 0], h, "final state")
     assert_close(hsb[..., 0], hs, "states")
+
+
+K = rz.scan.Kernel
+KERNEL_TABLE = [
+    # (scan, structure, complex_state, backend, kernel)
+    ("associative", "diagonal", False, "cpu", K.ASSOCIATIVE),
+    ("associative", "diagonal", True, "cpu", K.ASSOCIATIVE),
+    ("associative", "block", False, "cpu", K.ASSOCIATIVE),
+    ("associative", "dense", False, "gpu", K.ASSOCIATIVE),
+    ("sequential", "diagonal", False, "gpu", K.SEQUENTIAL),
+    ("sequential", "diagonal", True, "gpu", K.COMPLEX_SPLIT),
+    ("sequential", "block", False, "cpu", K.SEQUENTIAL),
+    ("sequential", "dense", False, "tpu", K.MATMUL_CELL),
+    ("auto", "diagonal", False, "cpu", K.SEQUENTIAL),
+    ("auto", "diagonal", True, "cpu", K.COMPLEX_SPLIT),
+    ("auto", "diagonal", False, "gpu", K.ASSOCIATIVE),
+    ("auto", "diagonal", True, "tpu", K.ASSOCIATIVE),
+    ("auto", "block", False, "gpu", K.SEQUENTIAL),
+    ("auto", "dense", False, "cpu", K.MATMUL_CELL),
+    ("auto", "dense", False, "gpu", K.MATMUL_CELL),
+]
+
+
+@pytest.mark.parametrize("scan, structure, complex_state, backend, kernel", KERNEL_TABLE)
+def test_select_kernel_maps_each_request_to_the_documented_kernel(
+    scan, structure, complex_state, backend, kernel
+) -> None:
+    got = rz.scan.select_kernel(scan, structure, complex_state=complex_state, backend=backend)
+    assert got is kernel
+    # An explicit request is honoured; "auto" runs one of the explicit methods.
+    assert (got.method == scan) if scan != "auto" else (got.method in SCAN_METHODS)
+
+
+def test_resolve_method_is_the_selected_kernels_method() -> None:
+    for structure in ("diagonal", "block"):
+        for method in rz.scan.METHODS:
+            want = rz.scan.select_kernel(method, structure).method
+            assert rz.scan.resolve_method(method, structure) == want
+
+
+def test_select_kernel_rejects_bad_requests_naming_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"scan must be one of \['auto', 'sequential', "):
+        rz.scan.select_kernel("fft")
+    with pytest.raises(ValueError, match=r"structure must be one of .*got 'triangular'"):
+        rz.scan.select_kernel("auto", "triangular")
+    with pytest.raises(ValueError, match=r"complex_state needs structure 'diagonal', got 'block'"):
+        rz.scan.select_kernel("auto", "block", complex_state=True)
+    a, u, h0 = _diagonal_problem(seed=2)
+    with pytest.raises(ValueError, match=r"method must be one of .*got 'fft'"):
+        _linear_scan(a, u, h0, method="fft")
+
+
+def test_layers_run_the_selected_kernel(monkeypatch) -> None:
+    """The complex diagonal layers reach complex_diagonal_scan exactly when it is selected."""
+    calls = []
+    real = rz.scan.complex_diagonal_scan
+    monkeypatch.setattr(
+        rz.scan, "complex_diagonal_scan", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    x = inputs((B, T, D))
+    for method in SCAN_METHODS:
+        calls.clear()
+        layer = rz.LRU(hidden_size=4, scan=method)
+        layer.apply(layer.init(jax.random.key(0), x), x)
+        selected = rz.scan.select_kernel(method, "diagonal", complex_state=True)
+        assert bool(calls) == (selected is K.COMPLEX_SPLIT), method

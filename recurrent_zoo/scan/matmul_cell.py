@@ -432,7 +432,7 @@ def _elementwise_tangent(
     spec: Spec, ops: Operands, dops: Operands, s_in: tuple, a: Array | None, coeffs: tuple
 ) -> tuple[tuple[Array, ...], Array]:
     """The tangent loop of an elementwise cell, over the same batch groups as the forward loop
-    (see the comment above); ``s_in`` are the states each step read, ``a`` the pre-activations
+    (see the comment at the top); ``s_in`` are the states each step read, ``a`` the pre-activations
     (when the cell has parameters) and ``coeffs`` the forward loop's per-group Jacobians.
     Returns ``(ds_T, dhs)``."""
     cell, unroll, sizes = spec.cell, spec.unroll, spec.sizes
