@@ -225,3 +225,20 @@ def test_layers_run_the_selected_kernel(monkeypatch) -> None:
         layer.apply(layer.init(jax.random.key(0), x), x)
         selected = rz.scan.select_kernel(method, "diagonal", complex_state=True)
         assert bool(calls) == (selected is K.COMPLEX_SPLIT), method
+
+
+def test_time_helpers_are_time_major_with_a_batch_major_option() -> None:
+    n = jnp.asarray(LENGTHS)
+    mask = rz.scan.valid_mask(n, T)
+    assert mask.shape == (T, B)
+    np.testing.assert_array_equal(mask.T, np.arange(T)[None] < LENGTHS[:, None])
+    np.testing.assert_array_equal(rz.scan.valid_mask(n, T, time_axis=-1), mask.T)
+    x = inputs((T, B, D))
+    for perm, k in ((rz.scan.time_permutation(n, T), LENGTHS[1]), (None, T)):
+        y = rz.scan.reverse_time(x, perm)
+        np.testing.assert_array_equal(y[:k, 1], x[:k, 1][::-1])
+        np.testing.assert_array_equal(y[k:, 1], x[k:, 1])
+        y_bm = rz.scan.reverse_time(jnp.swapaxes(x, 0, 1), perm, time_axis=1)
+        np.testing.assert_array_equal(jnp.swapaxes(y_bm, 0, 1), y)
+    with pytest.raises(ValueError, match=r"time_axis must be 0 .* or 1 .*got 2"):
+        rz.scan.reverse_time(x, None, time_axis=2)

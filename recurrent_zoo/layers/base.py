@@ -130,7 +130,6 @@ class RecurrentLayer(nn.Module):
         x_, r_, n_ = flat(x), flat(resets), flat(lengths)
         h0_ = jax.tree.map(flat, h0)
 
-        tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)  # rz.scan is time-major
         if reverse:
             perm = scan.time_permutation(n_, T)
             if r_ is not None:
@@ -140,13 +139,16 @@ class RecurrentLayer(nn.Module):
                 r_ = jnp.concatenate([r_[:, 1:], jnp.zeros_like(r_[:, :1])], axis=1)
                 if n_ is not None:
                     r_ = r_ & (jnp.arange(1, T + 1)[None, :] < n_[:, None])
-            x_, r_ = tm(scan.reverse_time(tm(x_), perm)), tm(scan.reverse_time(tm(r_), perm))
-        mask = tm(scan.valid_mask(n_, T))
+            x_, r_ = (
+                scan.reverse_time(x_, perm, time_axis=1),
+                scan.reverse_time(r_, perm, time_axis=1),
+            )
+        mask = scan.valid_mask(n_, T, time_axis=1)
         h_T, y = self._sequence(x_, h0_, r_, mask)
         if mask is not None:
             y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
         if reverse:
-            y = tm(scan.reverse_time(tm(y), perm))
+            y = scan.reverse_time(y, perm, time_axis=1)
         h_T, y = checks.poison_out_of_range((h_T, y), n_, T)
 
         unflat = lambda a: a.reshape((*batch_shape, *a.shape[1:]))

@@ -107,18 +107,17 @@ class ComplexDiagonalRNN(LinearReadout):
         kernel = scan.select_kernel(self.scan, "diagonal", complex_state=True)
         if kernel is scan.Kernel.COMPLEX_SPLIT:
             return self._sequence_split(p, x, h0, resets, mask)
-        tm = lambda z: None if z is None else jnp.swapaxes(z, 0, 1)
-        xt = tm(x)
+        tm = lambda z: None if z is None else jnp.swapaxes(z, 0, 1)  # rz.scan is time-major
         h_T, hs = scan.linear_scan(
             self.eigenvalues(p),
-            self._inputs(p, xt),
+            tm(self._inputs(p, x)),
             h0,
             resets=tm(resets),
             mask=tm(mask),
             method=kernel.method,
             unroll=self.unroll,
         )
-        return h_T, tm(self._readout(p, hs, xt))
+        return h_T, self._readout(p, tm(hs), x)
 
     def _sequence_split(self, p, x, h0, resets, mask):
         """The sequential scan in real arithmetic, time-major: one matmul in (B with γ folded in,

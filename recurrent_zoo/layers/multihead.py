@@ -90,11 +90,10 @@ class MultiHeadLinearRNN(LinearReadout):
         kernel = scan.select_kernel(self.scan, "dense" if self.num_heads == 1 else "block")
         if kernel is scan.Kernel.MATMUL_CELL:
             return self._sequence_dense(p, x, h0, resets, mask)
-        tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)
-        xt = tm(x)
+        tm = lambda a: None if a is None else jnp.swapaxes(a, 0, 1)  # rz.scan is time-major
         h_T, hs = scan.linear_scan(
             p["A"].astype(self.state_dtype),
-            self._inputs(p, xt),
+            tm(self._inputs(p, x)),
             self._heads(h0),
             resets=tm(resets),
             mask=tm(mask),
@@ -102,7 +101,7 @@ class MultiHeadLinearRNN(LinearReadout):
             structure="block",
             unroll=self.unroll,
         )
-        return h_T.reshape(h0.shape), tm(self._readout(p, hs, xt))
+        return h_T.reshape(h0.shape), self._readout(p, tm(hs), x)
 
     def _sequence_dense(self, p, x, h0, resets, mask):
         """One head, sequentially: the linear Elman RNN h_t = h_{t−1} Aᵀ + x_t B, run by

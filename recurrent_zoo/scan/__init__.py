@@ -4,8 +4,9 @@ Layout. Every function here that takes or returns an array with a time axis is *
 time is axis 0. Per-step inputs and outputs are ``[T, B, ...]``, flags (``resets``, ``mask``)
 are ``[T, B]``, states are ``[B, ...]``. :func:`jax.lax.scan` loops over the leading axis, and
 inputs projected time-major come out of one 2-D matmul in the order the loop reads them, so the
-kernels need no transposes of their own. The layers take batch-major ``x [*batch, T, D]``; they
-transpose x (or their mask and flags) once at the boundary.
+kernels need no transposes of their own. The layers take batch-major ``x [*batch, T, D]`` and
+transpose at their boundary; :func:`valid_mask` and :func:`reverse_time`, which they also use
+there, take ``time_axis`` (default 0) so that they work on batch-major arrays in place.
 
 Every layer reduces to one of two shapes of recurrence:
 

@@ -9,6 +9,10 @@ is ``[T, B]`` and the values it flags are ``[T, B, ...]``.
   state even where a reset falls in the padding.
 * ``reverse``, per sequence under padding: :func:`time_permutation` reverses each sequence's valid
   part and leaves its padding in place, and :func:`reverse_time` applies it.
+
+:func:`valid_mask` and :func:`reverse_time` also serve the layers' boundary, where arrays are
+batch-major ``[B, T, ...]``: their ``time_axis`` argument (default 0) says where time is, so
+that a batch-major caller needs no transpose of a large array just to reach this layout.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def valid_mask(lengths: Array | None, T: int) -> Array | None:
-    """bool [T, *batch] from lengths [*batch]: True where t < lengths; None without padding."""
+def valid_mask(lengths: Array | None, T: int, *, time_axis: int = 0) -> Array | None:
+    """bool [T, *batch] from lengths [*batch]: True where t < lengths; None without padding.
+
+    ``time_axis`` places the time axis elsewhere (-1: [*batch, T]).
+    """
     if lengths is None:
         return None
-    return jnp.arange(T).reshape((T,) + (1,) * lengths.ndim) < lengths
+    return jnp.moveaxis(jnp.arange(T) < lengths[..., None], -1, time_axis)
 
 
 def time_permutation(lengths: Array | None, T: int) -> Array | None:
@@ -41,14 +48,20 @@ def time_permutation(lengths: Array | None, T: int) -> Array | None:
     return jnp.where(t < n, n - 1 - t, t)
 
 
-def reverse_time(x: Array | None, perm: Array | None) -> Array | None:
-    """Applies the time reversal of :func:`time_permutation` to ``x: [T, B, ...]``."""
+def reverse_time(x: Array | None, perm: Array | None, *, time_axis: int = 0) -> Array | None:
+    """Applies the time reversal of :func:`time_permutation` to ``x: [T, B, ...]``.
+
+    With ``time_axis=1``, to ``x: [B, T, ...]`` (``perm`` stays [T, B]).
+    """
+    if time_axis not in (0, 1):
+        raise ValueError(f"time_axis must be 0 ([T, B, ...]) or 1 ([B, T, ...]), got {time_axis!r}")
     if x is None:
         return None
     if perm is None:
-        return jnp.flip(x, axis=0)
+        return jnp.flip(x, axis=time_axis)
+    perm = perm if time_axis == 0 else perm.T
     idx = perm.reshape(perm.shape + (1,) * (x.ndim - 2))
-    return jnp.take_along_axis(x, idx, axis=0)
+    return jnp.take_along_axis(x, idx, axis=time_axis)
 
 
 def broadcast_flags(m: Array, like: Array) -> Array:
