@@ -128,7 +128,7 @@ class RecurrentBlock(nn.Module):
         """
         batch_shape, T, _ = checks.sequence_input(x, "x")
         lengths = checks.lengths(lengths, batch_shape, T)
-        mask = scan.valid_mask(lengths, T)
+        mask = scan.valid_mask(lengths, T, time_axis=-1)
         kw: dict[str, Any] = {"initial_state": initial_state, "resets": resets, "lengths": lengths}
         if reverse:  # only when asked: rz.Bidirectional, say, takes no `reverse`
             kw["reverse"] = True

@@ -1,135 +1,26 @@
-"""Scan strategies: the one place where recurrences are run over time.
+"""The matmul-cell scan: a cell with one recurrent matmul, given its own JVP.
 
-Every layer reduces to one of two shapes of recurrence over batch-major inputs ``u: [B, T, ...]``:
-
-* a cell, ``h_t, y_t = cell(h_{t-1}, u_t)`` (any nonlinearity), run by :func:`scan_cell`, or by
-  :func:`scan_matmul_cell` when its one recurrent matmul ``h_{t-1} @ W`` is to be differentiated
-  with ∂W in one matmul over all steps (the Elman RNNs and the GRU);
-* a linear recurrence, ``h_t = a ⊙ h_{t-1} + u_t`` with a diagonal ``a: [N]`` (real or complex), or
-  ``h_t = A h_{t-1} + u_t`` with a block-diagonal ``A: [H, d, d]`` acting on ``u: [B, T, H, d]``,
-  run by :func:`linear_scan` sequentially or with :func:`jax.lax.associative_scan`.
-
-Resets (zero the state before ``u_t`` is read) and right padding (``mask[b, t]`` False: the state is
-held and the step ignored) are handled here, the same way for every strategy. ``reverse`` and
-per-sequence reversal under padding are a permutation of time, :func:`time_permutation`.
+A cell ``s_t = cell(params, s̃_{t−1}, a_t, u_t)`` with ``a_t = h̃_{t−1} @ W + b + [pre_t | 0]`` (the
+Elman RNNs, the GRU, the LSTM, one dense linear block) is run by :func:`scan_matmul_cell`, which
+owns the matmul so that differentiation can treat it as a whole (see the comment below).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from recurrent_zoo import _checks as checks
+from recurrent_zoo.scan.strategy import batch_groups, project_in_loop
+from recurrent_zoo.scan.time import float_flags, hold, reset
 
 Array = jax.Array
-Structure = Literal["diagonal", "block"]
-METHODS = ("auto", "sequential", "associative")
 
-
-def resolve_method(method: str, structure: Structure = "diagonal") -> str:
-    """Maps ``"auto"`` to the fastest strategy for the default backend.
-
-    On CPU the sequential scan does O(T) work with no log-depth overhead and wins; on GPU/TPU
-    the associative scan's parallel depth wins for diagonal recurrences. For dense blocks the
-    associative scan multiplies d×d matrices at every level, so it only pays off for tiny blocks.
-    """
-    if method not in METHODS:
-        raise ValueError(f"scan must be one of {list(METHODS)}, got {method!r}")
-    if method != "auto":
-        return method
-    if jax.default_backend() == "cpu" or structure == "block":
-        return "sequential"
-    return "associative"
-
-
-def valid_mask(lengths: Array | None, T: int) -> Array | None:
-    """bool [*batch, T] from lengths [*batch]: True where t < lengths; None without padding."""
-    if lengths is None:
-        return None
-    return jnp.arange(T) < lengths[..., None]
-
-
-def time_permutation(lengths: Array | None, T: int) -> Array | None:
-    """Index [B, T] that reverses each sequence's valid part and leaves padding in place.
-
-    It is its own inverse, so the same gather maps inputs into reversed time and outputs back.
-    Returns None without padding (a plain flip then does).
-    """
-    if lengths is None:
-        return None
-    t = jnp.arange(T)[None, :]
-    n = lengths[:, None]
-    return jnp.where(t < n, n - 1 - t, t)
-
-
-def reverse_time(x: Array | None, perm: Array | None) -> Array | None:
-    """Applies the time reversal of :func:`time_permutation` to ``x: [B, T, ...]``."""
-    if x is None:
-        return None
-    if perm is None:
-        return jnp.flip(x, axis=1)
-    idx = perm.reshape(perm.shape + (1,) * (x.ndim - 2))
-    return jnp.take_along_axis(x, idx, axis=1)
-
-
-def _bcast(m: Array, like: Array) -> Array:
-    """Broadcasts a [B] or [B, T] mask against a [B, ...] or [B, T, ...] array."""
-    return m.reshape(m.shape + (1,) * (like.ndim - m.ndim))
-
-
-def _where_tree(m: Array, x: Any, y: Any) -> Any:
-    return jax.tree.map(lambda a, b: jnp.where(_bcast(m, a), a, b), x, y)
-
-
-def scan_cell(
-    cell: Callable[[Any, Any], tuple[Any, Any]],
-    h0: Any,
-    u: Any,
-    *,
-    resets: Array | None = None,
-    mask: Array | None = None,
-    unroll: int = 1,
-) -> tuple[Any, Any]:
-    """Runs ``h_t, y_t = cell(h_{t-1}, u_t)`` over time, sequentially.
-
-    Args:
-      cell: one step; ``h`` leaves are [B, ...], ``u_t`` leaves [B, ...].
-      h0: initial state pytree, leaves [B, ...].
-      u: per-step inputs pytree, leaves [B, T, ...] (batch-major).
-      resets: [B, T] bool; where True the state is zeroed before ``u_t`` is read.
-      mask: [B, T] bool; where False the step is skipped (state held).
-      unroll: steps unrolled per loop iteration.
-
-    Returns:
-      ``(h_T, ys)``: the state after the last valid step, and ``ys`` with leaves [B, T, ...].
-    """
-    tm = lambda x: jnp.swapaxes(x, 0, 1)
-    xs = (
-        jax.tree.map(tm, u),
-        None if resets is None else tm(resets),
-        None if mask is None else tm(mask),
-    )
-
-    def body(h_prev, inp):
-        u_t, r_t, m_t = inp
-        h = h_prev
-        if r_t is not None:
-            h = _where_tree(r_t, jax.tree.map(jnp.zeros_like, h), h)
-        h_new, y = cell(h, u_t)
-        if m_t is not None:
-            # A padded step holds the state, even where a reset was asked there.
-            h_new = _where_tree(m_t, h_new, h_prev)
-        return h_new, y
-
-    h_T, ys = jax.lax.scan(body, h0, xs, unroll=unroll)
-    return h_T, jax.tree.map(tm, ys)
-
-
-# -- cells with one recurrent matmul ---------------------------------------------------------
+# -- why the scan has its own JVP ------------------------------------------------------------
 #
 # Reverse-mode autodiff of lax.scan over such a cell accumulates the kernel's gradient as one
 # small [N, B] × [B, K] outer product per step, read-modify-writing an [N, K] accumulator in
@@ -144,26 +35,72 @@ def scan_cell(
 #   i_t = Σ_k c_a,k ⊙ (h̃_{t−1} dW + db + dp_t)_k + Σ_k c_u,k ⊙ du_t,k,
 # and the loop is  dh_t = c_h ⊙ dh̃_{t−1} + Σ_k c_a,k ⊙ (dh̃_{t−1} W)_k + i_t:  no cell is
 # re-evaluated, and its transpose, the reverse loop, is  g ↦ c_h ⊙ g + (c_a ⊙ [g | … | g]) Wᵀ
-# storing only g. On the CPU this is what makes the GRU's forward+backward beat flax's nn.RNN:
-# the per-step work outside the matmuls, and the large arrays the loops write, are what cost.
+# storing only g. On the CPU the per-step work outside the matmuls, and the large arrays the
+# loops write, are what cost; this removes most of both.
 #
-# Both loops can run the batch as independent groups of rows (``batch_groups``), each with its
-# own matmul and cell per step. XLA's CPU runtime runs independent operations concurrently, so
-# two groups keep both cores of a small machine busy through the steps' small operations, where
-# one [B, N] × [N, K] product split over threads waits on its slowest part. Measured on a
-# 2-core CPU (GRU, N = 256, T = 1024, forward+backward): 3–6 % faster at B = 16 and 32, no
-# change at 64, so two groups are the CPU default from 16 rows up. Each group's coefficients are
-# arrays of their own, which the tangent loop reads as they are.
+# Both loops can run the batch as independent groups of rows (``Spec.sizes``), each with its
+# own matmul and cell per step, so that a multi-core CPU runs the groups' small per-step
+# operations side by side instead of splitting one [B, N] × [N, K] product over threads that
+# wait on the slowest. How many groups is a speed setting chosen by
+# :func:`~recurrent_zoo.scan.strategy.batch_groups`. Each group's coefficients are arrays of
+# their own, which the tangent loop reads as they are.
 #
 # The forward pass without derivatives (the custom JVPs' primal) needs none of that, and the
 # cost of the projected inputs themselves shows: projected for all steps at once, they are a
-# [T, B, K'] array written by one big matmul and read back by the loop, and that matmul, split
-# over the cores, is the part that suffers most when the cores are shared. So with
-# ``project``, on the CPU, a projection wider than the state (the GRU's 3N, the LSTM's 4N) is
-# done step by step inside the loop, as Flax's cells do, where it runs alongside the recurrence;
-# one as wide as the state (the Elman RNNs) stays one big matmul, which is faster for it. Either
-# way the loop then writes each step's state over the input row it has just read, instead of
-# into a fresh zero-filled buffer. Derivatives always project all steps at once.
+# [T, B, K'] array written by one big matmul and read back by the loop. With ``project`` the
+# projection can instead be done step by step inside the loop, as Flax's cells do, where it runs
+# alongside the recurrence (``Spec.stepwise``, chosen by
+# :func:`~recurrent_zoo.scan.strategy.project_in_loop`). Either way the loop then writes each
+# step's state over the input row it has just read, instead of into a fresh zero-filled buffer.
+# Derivatives always project all steps at once. The measurements behind these choices are in
+# ``benchmarks/speed-cpu.md`` and ``benchmarks/speed-cpu-lstm.md``.
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """The static part of a matmul-cell scan: what is traced once, never differentiated.
+
+    Attributes:
+      cell: ``(params, s, a, u_t) -> s`` over a state tuple (one-array cells are wrapped).
+      unroll: steps unrolled per loop iteration.
+      elementwise: the cell acts feature by feature (its Jacobians are kept, see above).
+      sizes: row counts of the batch groups run side by side.
+      project: the input projection ``project(project_params, x) -> (pre, u)``, or None when
+        ``pre`` and ``u`` are given.
+      stepwise: with ``project``, the forward pass without derivatives projects each step inside
+        the loop.
+    """
+
+    cell: Callable[[Any, tuple, Array, Any], tuple]
+    unroll: int
+    elementwise: bool
+    sizes: tuple[int, ...]
+    project: Callable[[Any, Array], tuple[Array | None, Any]] | None = None
+    stepwise: bool = False
+
+
+class Operands(NamedTuple):
+    """The arrays of a matmul-cell scan (a pytree; tangents come in the same structure).
+
+    Attributes:
+      kernel: W [N, K].
+      bias: b [K] or None.
+      params: pytree of the cell's other parameters.
+      pre: [T, B, K'] added to the first K' columns of the pre-activation, or None.
+      u: pytree of per-step inputs the cell reads, leaves [T, B, ...], or None.
+      s0: the initial state, a tuple of [B, N] blocks.
+      keep: [T, B, 1] float, 0 where a reset is asked (None: no resets).
+      valid: [T, B, 1] float, 0 at padded steps (None: no padding).
+    """
+
+    kernel: Array
+    bias: Array | None
+    params: Any
+    pre: Array | None
+    u: Any
+    s0: tuple[Array, ...]
+    keep: Array | None
+    valid: Array | None
 
 
 def matmul(h: Array, kernel: Array, out_dtype: Any = None) -> Array:
@@ -184,14 +121,6 @@ def _matmul_t(h: Array, kernel_t: Array) -> Array:
     """
     dims = (((h.ndim - 1,), (1,)), ((), ()))
     return jax.lax.dot_general(h.astype(kernel_t.dtype), kernel_t, dims).astype(h.dtype)
-
-
-def _reset(k_t: Array | None, h: Array) -> Array:
-    return h if k_t is None else jnp.where(k_t > 0, h, jnp.zeros_like(h))
-
-
-def _hold(m_t: Array | None, h_new: Array, h_prev: Array) -> Array:
-    return h_new if m_t is None else jnp.where(m_t > 0, h_new, h_prev)
 
 
 def _blocks(x: Array, n: int) -> Array:
@@ -296,20 +225,6 @@ def matmul_cell_step(
     return cell(params, s, a if pre is None else _add_pre(a, pre, in_place=False), u)
 
 
-def batch_groups(batch: int, groups: int | None = None) -> tuple[int, ...]:
-    """Row counts of the batch groups that :func:`scan_matmul_cell` runs side by side.
-
-    ``groups=None`` picks two halves on the CPU from 16 rows up, one group otherwise (see the
-    comment above :func:`matmul`).
-    """
-    checks.optional_positive_int(groups, "groups")
-    if groups is None:
-        groups = 2 if batch >= 16 and jax.default_backend() == "cpu" else 1
-    s = min(groups, max(batch, 1))
-    q, r = divmod(batch, s)
-    return tuple(q + (i < r) for i in range(s))
-
-
 def _rows(x: Array | None, sizes: tuple[int, ...], axis: int = 0) -> list:
     """x split along ``axis`` into groups of ``sizes`` rows (None stays None)."""
     if x is None or len(sizes) == 1:
@@ -329,25 +244,27 @@ def _cat(xs: list[Array], axis: int = 0) -> Array:
 
 
 def _matmul_forward(
-    cell, unroll, sizes, kernel, bias, params, pre, u, s0, keep, valid, residuals=None
-):
-    """The forward loop over a state tuple ``s0`` whose last block the matmul reads.
+    spec: Spec, ops: Operands, residuals: set[str] | None = None
+) -> tuple[tuple[Array, ...], Any]:
+    """The forward loop over the state tuple ``ops.s0``, whose last block the matmul reads.
 
     Returns ``(s_T, ys)`` with ys the last block's values [T, B, n]. ``residuals``, a set among
     "a", "jacobians" and "states", makes ys ``(hs, a, per-group coefficients, states)`` with
     None for what was not asked: what the tangent reads (see :func:`_matmul_scan_jvp`).
     """
+    cell, unroll, sizes = spec.cell, spec.unroll, spec.sizes
+    kernel, bias, params, pre, u, s0, keep, valid = ops
     residuals = residuals or set()
     jacobians, keep_a, keep_states = (k in residuals for k in ("jacobians", "a", "states"))
 
     def group_step(s_prev, pre_t, u_t, k_t, m_t):
-        s = tuple(_reset(k_t, x) for x in s_prev)
+        s = tuple(reset(k_t, x) for x in s_prev)
         a = pre_activation(s[-1], kernel, bias, pre_t)
         if jacobians:
             s_new, coeffs = _diagonal_jacobians(partial(cell, params), s, a, u_t)
         else:
             s_new, coeffs = cell(params, s, a, u_t), None
-        return tuple(map(partial(_hold, m_t), s_new, s_prev)), a, coeffs
+        return tuple(map(partial(hold, m_t), s_new, s_prev)), a, coeffs
 
     def body(s_prev, xs_t):
         pre_t, u_t, k_t, m_t = xs_t
@@ -414,19 +331,21 @@ def _shift_in(x0: Array, xs: Array, keep: Array | None) -> Array:
     return x_in if keep is None else jnp.where(keep > 0, x_in, jnp.zeros_like(x_in))
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
-def _matmul_scan(cell, unroll, elementwise, sizes, kernel, bias, params, pre, u, s0, keep, valid):
-    return _matmul_forward(cell, unroll, sizes, kernel, bias, params, pre, u, s0, keep, valid)
+@partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _matmul_scan(spec: Spec, ops: Operands) -> tuple[tuple[Array, ...], Array]:
+    return _matmul_forward(spec, ops)
 
 
 @_matmul_scan.defjvp
-def _matmul_scan_jvp(cell, unroll, elementwise, sizes, primals, tangents):
+def _matmul_scan_jvp(spec: Spec, primals: tuple[Operands], tangents: tuple[Operands]):
     # With s̃_{t−1} the state after a reset, h̃ its last block, a_t = h̃ W + b + p_t and
     # s_t = cell(q, s̃, a_t, u_t):
     #   ds_t = J_s ds̃_{t−1} + J_a (dh̃_{t−1} W + h̃_{t−1} dW + db + dp_t) + J_u du_t + J_q dq.
     # The drive h̃ dW + db + dp is formed over all T·B rows at once; the loop carries ds alone.
-    kernel, bias, params, pre, u, s0, keep, valid = primals
-    dkernel, dbias, dparams, dpre, du, ds0, _, _ = tangents
+    (ops,), (dops,) = primals, tangents
+    cell, unroll, elementwise = spec.cell, spec.unroll, spec.elementwise
+    kernel, _, params, _, u, s0, keep, valid = ops
+    dkernel, dbias, dparams, dpre, du, ds0, _, _ = dops
     # A cell with parameters, or one without diagonal Jacobians, is re-linearised over every
     # step's whole input state; otherwise the last block (what the matmul reads) is enough.
     has_params = bool(jax.tree.leaves(params))
@@ -434,24 +353,20 @@ def _matmul_scan_jvp(cell, unroll, elementwise, sizes, primals, tangents):
     residuals = {"jacobians"} if elementwise else {"a"}
     residuals |= {"a"} if has_params else set()
     residuals |= {"states"} if need_states else set()
-    s_T, (hs, a, coeffs, states) = _matmul_forward(
-        cell, unroll, sizes, kernel, bias, params, pre, u, s0, keep, valid, residuals
-    )
+    s_T, (hs, a, coeffs, states) = _matmul_forward(spec, ops, residuals)
     h_in = _shift_in(s0[-1], hs, keep)
     s_in = tuple(map(partial(_shift_in, keep=keep), s0, states)) if need_states else (h_in,)
     if elementwise:
-        ds_T, dhs = _elementwise_tangent(
-            cell, unroll, sizes, kernel, params, u, s_in, a, coeffs, tangents, keep, valid
-        )
+        ds_T, dhs = _elementwise_tangent(spec, ops, dops, s_in, a, coeffs)
         return (s_T, hs), (ds_T, dhs)
     drive = pre_activation(h_in, dkernel, dbias, dpre)
 
     def body(ds_prev, xs_t):
         s_t, a_t, u_t, d_t, du_t, k_t, m_t = xs_t
-        ds = tuple(_reset(k_t, x) for x in ds_prev)
+        ds = tuple(reset(k_t, x) for x in ds_prev)
         da = matmul(ds[-1], kernel) + d_t
         _, ds_new = jax.jvp(cell, (params, s_t, a_t, u_t), (dparams, ds, da, du_t))
-        ds_new = tuple(map(partial(_hold, m_t), ds_new, ds_prev))
+        ds_new = tuple(map(partial(hold, m_t), ds_new, ds_prev))
         return ds_new, ds_new[-1]
 
     xs = (s_in, a, u, drive, du, keep, valid)
@@ -470,32 +385,21 @@ def _stepwise(project, cell):
     return step_cell
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3, 4, 5))
+@partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _projected_scan(
-    project,
-    cell,
-    unroll,
-    elementwise,
-    sizes,
-    stepwise,
-    q_in,
-    x,
-    kernel,
-    bias,
-    params,
-    s0,
-    keep,
-    valid,
-):
-    if stepwise:
+    spec: Spec, q_in: Any, x: Array, ops: Operands
+) -> tuple[tuple[Array, ...], Array]:
+    """:func:`_matmul_scan` on the inputs ``spec.project(q_in, x)``; ``ops.pre`` and ``ops.u`` are
+    None."""
+    if spec.stepwise:
         # Two steps per iteration at least: the runtime then overlaps one step's input products,
         # which do not wait for h, with the other step's recurrence.
-        return _matmul_forward(
-            _stepwise(project, cell), max(unroll, 2), sizes, kernel, bias, (params, q_in), None,
-            x, s0, keep, valid,
-        )  # fmt: skip
-    pre, u = project(q_in, x)
-    return _matmul_forward(cell, unroll, sizes, kernel, bias, params, pre, u, s0, keep, valid)
+        step_spec = dataclasses.replace(
+            spec, cell=_stepwise(spec.project, spec.cell), unroll=max(spec.unroll, 2)
+        )
+        return _matmul_forward(step_spec, ops._replace(params=(ops.params, q_in), u=x))
+    pre, u = spec.project(q_in, x)
+    return _matmul_forward(spec, ops._replace(pre=pre, u=u))
 
 
 def _instantiate(tree: Any) -> Any:
@@ -506,29 +410,34 @@ def _instantiate(tree: Any) -> Any:
 
 
 @partial(_projected_scan.defjvp, symbolic_zeros=True)
-def _projected_scan_jvp(project, cell, unroll, elementwise, sizes, stepwise, primals, tangents):
+def _projected_scan_jvp(spec: Spec, primals: tuple, tangents: tuple):
     # Derivatives project all steps at once, as the tangent's terms over all steps need.
-    q_in, x, *rest = primals
-    dq_in, dx, *drest = tangents
+    q_in, x, ops = primals
+    dq_in, dx, dops = tangents
     if isinstance(dx, jax.custom_derivatives.SymbolicZero):  # no dx @ W matmul of zeros
-        (pre, u), (dpre, du) = jax.jvp(lambda q: project(q, x), (q_in,), (_instantiate(dq_in),))
+        (pre, u), (dpre, du) = jax.jvp(
+            lambda q: spec.project(q, x), (q_in,), (_instantiate(dq_in),)
+        )
     else:
-        (pre, u), (dpre, du) = jax.jvp(project, (q_in, x), (_instantiate(dq_in), dx))
-    kernel, bias, params, s0, keep, valid = rest
-    dkernel, dbias, dparams, ds0, dkeep, dvalid = _instantiate(drest)
+        (pre, u), (dpre, du) = jax.jvp(spec.project, (q_in, x), (_instantiate(dq_in), dx))
+    dops = _instantiate(dops)
     return jax.jvp(
-        partial(_matmul_scan, cell, unroll, elementwise, sizes),
-        (kernel, bias, params, pre, u, s0, keep, valid),
-        (dkernel, dbias, dparams, dpre, du, ds0, dkeep, dvalid),
+        partial(_matmul_scan, spec),
+        (ops._replace(pre=pre, u=u),),
+        (dops._replace(pre=dpre, u=du),),
     )
 
 
 def _elementwise_tangent(
-    cell, unroll, sizes, kernel, params, u, s_in, a, coeffs, tangents, keep, valid
-):
+    spec: Spec, ops: Operands, dops: Operands, s_in: tuple, a: Array | None, coeffs: tuple
+) -> tuple[tuple[Array, ...], Array]:
     """The tangent loop of an elementwise cell, over the same batch groups as the forward loop
-    (see the comment above); returns ``(ds_T, dhs)``."""
-    dkernel, dbias, dparams, dpre, du, ds0, _, _ = tangents
+    (see the comment at the top); ``s_in`` are the states each step read, ``a`` the pre-activations
+    (when the cell has parameters) and ``coeffs`` the forward loop's per-group Jacobians.
+    Returns ``(ds_T, dhs)``."""
+    cell, unroll, sizes = spec.cell, spec.unroll, spec.sizes
+    kernel, _, params, _, u, _, keep, valid = ops
+    dkernel, dbias, dparams, dpre, du, ds0, _, _ = dops
     h_in = s_in[-1]
     n = h_in.shape[-1]
     if dbias is None or dkernel.dtype != h_in.dtype:  # (a bf16 matmul would round ∂b)
@@ -565,7 +474,7 @@ def _elementwise_tangent(
     kernel_t = kernel.T
 
     def group_step(ds_prev, c_s, c_a, i_t, k_t, m_t):
-        ds = tuple(_reset(k_t, x) for x in ds_prev)
+        ds = tuple(reset(k_t, x) for x in ds_prev)
         da = _matmul_t(ds[-1], kernel_t)
         ds_new = []
         for c_s_j, c_a_j, i_j in zip(c_s, c_a, i_t, strict=True):
@@ -574,7 +483,7 @@ def _elementwise_tangent(
                 if c is not None:
                     d = d + c * x
             ds_new.append(d)
-        return tuple(map(partial(_hold, m_t), ds_new, ds_prev))
+        return tuple(map(partial(hold, m_t), ds_new, ds_prev))
 
     def body(ds_prev, xs_t):
         coeffs_t, k_t, m_t = xs_t
@@ -611,7 +520,8 @@ def scan_matmul_cell(
     is what the matmul reads and what is emitted (the LSTM's ``(c, h)``). ``s̃`` is ``s_{t−1}``,
     or zeros where a reset is asked, and ``h̃`` its last block; ``y_t = h_t``. The cell's one
     recurrent matmul is done here so that reverse mode forms the kernel's gradient in one matmul
-    over all steps (see the comment above); results equal :func:`scan_cell` over the same cell.
+    over all steps (see the comment in this module); results equal
+    :func:`~recurrent_zoo.scan.scan_cell` over the same cell.
 
     Args:
       cell: ``(params, s, a [B, K], u_t) -> s`` with ``s`` as ``h0``; must not close over traced
@@ -630,14 +540,15 @@ def scan_matmul_cell(
         feature i of each state block and entries ``k·N + i`` of ``a`` and of each leaf of ``u``
         (``pre`` and the leaves [T, B, m·N]). Its Jacobians are then diagonal, and
         differentiation keeps them instead of re-running the cell.
-      groups: how many groups of batch rows each step runs side by side (None: see
-        :func:`batch_groups`); results agree across groupings up to rounding.
+      groups: how many groups of batch rows each step runs side by side (None: the default
+        rule, see :func:`~recurrent_zoo.scan.batch_groups`); a speed setting only, results agree
+        across groupings up to rounding.
       project: instead of ``pre`` and ``u``, the input projection
         ``project(project_params, x) -> (pre, u)`` of raw inputs ``x`` [T, B, D] (time-major),
         acting row by row (it is also called on one step, ``x_t`` [B', D]); must not close over
-        traced values. Derivatives project all steps at once; on the CPU, the forward pass alone
-        projects each step inside the loop when ``pre`` and ``u`` together are wider than the
-        state (see the comment above :func:`matmul`). Results agree up to rounding.
+        traced values. Derivatives project all steps at once; the forward pass alone may project
+        each step inside the loop (see :func:`~recurrent_zoo.scan.project_in_loop`). Results
+        agree up to rounding.
 
     Returns:
       ``(s_T, hs [T, B, N])``: the final state, structured as ``h0``, and every step's ``h``;
@@ -656,14 +567,18 @@ def scan_matmul_cell(
         raise ValueError(
             f"kernel's first axis must be the state size {n}, got shape {kernel.shape}"
         )
-    if project is not None:
-        pre, u = jax.eval_shape(project, project_params, x)
-    if pre is not None and pre.shape[-1] > kernel.shape[-1]:
+    pre_shape, u_shape = (pre, u) if project is None else jax.eval_shape(project, project_params, x)
+    if pre_shape is not None and pre_shape.shape[-1] > kernel.shape[-1]:
         raise ValueError(
-            f"pre's last axis must be at most the kernel's {kernel.shape[-1]}, got {pre.shape}"
+            f"pre's last axis must be at most the kernel's {kernel.shape[-1]}, "
+            f"got {pre_shape.shape}"
         )
     if elementwise:
-        blocked = [("kernel", kernel), ("pre", pre), *(("u", x) for x in jax.tree.leaves(u))]
+        blocked = [
+            ("kernel", kernel),
+            ("pre", pre_shape),
+            *(("u", leaf) for leaf in jax.tree.leaves(u_shape)),
+        ]
         for name, b in blocked:
             if b is not None and b.shape[-1] % n:
                 raise ValueError(
@@ -672,213 +587,13 @@ def scan_matmul_cell(
                 )
     if not isinstance(h0, tuple):
         cell = partial(_one_block, cell)
-    # Flags enter as float so that the custom JVP has only float inputs.
-    keep = None if resets is None else (~resets).astype(dt)[..., None]
-    valid = None if mask is None else mask.astype(dt)[..., None]
-    sizes = batch_groups(blocks[-1].shape[0], groups)
-    if project is not None:
-        width = sum(leaf.shape[-1] for leaf in jax.tree.leaves((pre, u)))
-        stepwise = jax.default_backend() == "cpu" and width > n
-        s_T, hs = _projected_scan(
-            project, cell, unroll, elementwise, sizes, stepwise, project_params, x, kernel, bias,
-            params, blocks, keep, valid,
-        )  # fmt: skip
+    keep, valid = float_flags(resets, mask, dt)
+    spec = Spec(cell, unroll, elementwise, batch_groups(blocks[-1].shape[0], groups))
+    if project is None:
+        s_T, hs = _matmul_scan(spec, Operands(kernel, bias, params, pre, u, blocks, keep, valid))
     else:
-        s_T, hs = _matmul_scan(
-            cell, unroll, elementwise, sizes, kernel, bias, params, pre, u, blocks, keep, valid
-        )
+        width = sum(leaf.shape[-1] for leaf in jax.tree.leaves((pre_shape, u_shape)))
+        spec = dataclasses.replace(spec, project=project, stepwise=project_in_loop(width, n))
+        ops = Operands(kernel, bias, params, None, None, blocks, keep, valid)
+        s_T, hs = _projected_scan(spec, project_params, x, ops)
     return (s_T if isinstance(h0, tuple) else s_T[0]), hs
-
-
-def _apply(a: Array, h: Array, structure: Structure) -> Array:
-    if structure == "diagonal":
-        return a * h
-    return jnp.einsum("...hij,...hj->...hi", a, h)
-
-
-def linear_step(a: Array, h: Array, u: Array, structure: Structure = "diagonal") -> Array:
-    """One step of the linear recurrence: ``a h + u`` (diagonal ``a`` or blocks ``[H, d, d]``)."""
-    return _apply(a, h, structure) + u
-
-
-def _compose(a2: Array, a1: Array, structure: Structure) -> Array:
-    """The coefficient of two steps, a1 first then a2."""
-    if structure == "diagonal":
-        return a2 * a1
-    return jnp.einsum("...hij,...hjk->...hik", a2, a1)
-
-
-def linear_scan(
-    a: Array,
-    u: Array,
-    h0: Array,
-    *,
-    resets: Array | None = None,
-    mask: Array | None = None,
-    method: str = "auto",
-    structure: Structure = "diagonal",
-    unroll: int = 1,
-) -> tuple[Array, Array]:
-    """Runs the time-invariant linear recurrence ``h_t = a h_{t-1} + u_t``.
-
-    Args:
-      a: diagonal ``[N]`` (``structure="diagonal"``) or blocks ``[H, d, d]`` (``"block"``).
-      u: [B, T, N] or [B, T, H, d] inputs, already projected.
-      h0: [B, N] or [B, H, d] initial state.
-      resets, mask: as in :func:`scan_cell`.
-      method: "sequential", "associative" or "auto" (see :func:`resolve_method`).
-
-    Returns:
-      ``(h_T, hs)``: the final state and all states, hs [B, T, ...].
-    """
-    method = resolve_method(method, structure)
-    if method == "sequential" and structure == "diagonal" and jnp.iscomplexobj(a):
-        n = a.shape[-1]
-        split = lambda z: jnp.concatenate([z.real, z.imag], axis=-1)
-        tm = lambda z: None if z is None else jnp.swapaxes(z, 0, 1)
-        h_T, hs = complex_diagonal_scan(
-            a.real,
-            a.imag,
-            tm(split(u.astype(a.dtype))),
-            split(h0),
-            resets=tm(resets),
-            mask=tm(mask),
-            unroll=unroll,
-        )
-        unsplit = lambda z: jax.lax.complex(z[..., :n], z[..., n:])
-        return unsplit(h_T), unsplit(tm(hs))
-    if method == "sequential":
-
-        def cell(h, u_t):
-            h = linear_step(a, h, u_t, structure)
-            return h, h
-
-        return scan_cell(cell, h0, u, resets=resets, mask=mask, unroll=unroll)
-
-    B, T = u.shape[:2]
-    # Time-varying coefficients carry resets (a_t = 0) and padding (a_t = identity, u_t = 0).
-    a_t = jnp.broadcast_to(a, (B, T, *a.shape))
-    if resets is not None:
-        a_t = jnp.where(_bcast(resets, a_t), jnp.zeros_like(a_t), a_t)
-    if mask is not None:
-        eye = (
-            jnp.ones_like(a)
-            if structure == "diagonal"
-            else jnp.broadcast_to(jnp.eye(a.shape[-1], dtype=a.dtype), a.shape)
-        )
-        a_t = jnp.where(_bcast(mask, a_t), a_t, eye)
-        u = jnp.where(_bcast(mask, u), u, jnp.zeros_like(u))
-    u = u.at[:, 0].add(_apply(a_t[:, 0], h0, structure))
-
-    def combine(first, second):
-        a1, b1 = first
-        a2, b2 = second
-        return _compose(a2, a1, structure), _apply(a2, b1, structure) + b2
-
-    _, hs = jax.lax.associative_scan(combine, (a_t, u), axis=1)
-    return hs[:, -1], hs
-
-
-# -- complex diagonal recurrence in real arithmetic ------------------------------------------
-#
-# A complex diagonal recurrence carried as complex64 makes XLA's CPU backend loop over complex
-# multiplies that it does not vectorise well, and reverse-mode autodiff of lax.scan stores
-# per-step residuals. Carrying [re | im] as one real array and giving the scan its own JVP (the
-# tangent follows the same recurrence; its transpose runs it backwards with conj(λ)) keeps the
-# loop to a few fused real ops per step and the residuals to the states.
-
-
-def _split_mul(ar: Array, ai: Array, h: Array) -> Array:
-    """(ar + i·ai) ⊙ h for ``h = [re | im]`` along the last axis (2N)."""
-    n = ar.shape[-1]
-    hr, hi = h[..., :n], h[..., n:]
-    return jnp.concatenate([ar * hr - ai * hi, ar * hi + ai * hr], axis=-1)
-
-
-def _tangent_mul(dar: Array, dai: Array, h: Array) -> Array:
-    """dλ ⊙ h in the ``[re | im]`` layout, with h used whole: [dar | dar]·h + roll([dai | −dai]·h).
-
-    Only whole ``h`` multiplies the tangent, so linearisation keeps ``h`` itself as the residual
-    (the states, already stored) rather than copies of its real and imaginary halves.
-    """
-    n = h.shape[-1] // 2
-    return jnp.concatenate([dar, dar], -1) * h + jnp.roll(
-        jnp.concatenate([dai, -dai], -1) * h, n, -1
-    )
-
-
-def _split_forward(unroll, ar, ai, u, h0, keep, valid):
-    def body(h, inp):
-        u_t, k_t, m_t = inp
-        ah = _split_mul(ar, ai, h)
-        h_new = ah + u_t if k_t is None else k_t * ah + u_t
-        if m_t is not None:
-            h_new = jnp.where(m_t > 0, h_new, h)
-        return h_new, h_new
-
-    return jax.lax.scan(body, h0, (u, keep, valid), unroll=unroll)
-
-
-@partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _split_scan(unroll, ar, ai, u, h0, keep, valid):
-    return _split_forward(unroll, ar, ai, u, h0, keep, valid)
-
-
-@_split_scan.defjvp
-def _split_scan_jvp(unroll, primals, tangents):
-    # The tangent obeys the same recurrence, driven by dλ ⊙ h_{t−1} + du_t:
-    #   dh_t = keep_t·(λ dh_{t−1} + dλ h_{t−1}) + du_t.
-    # It is linear in the tangents, so reverse mode transposes it into the same recurrence run
-    # backwards with conj(λ); forward mode (jvp, jacfwd) works as is. dλ ⊙ h_{t−1} is carried
-    # from the previous step rather than read from a shifted copy of the states, so the only
-    # residual reverse mode keeps is ``hs`` itself, which is the output anyway.
-    ar, ai, u, h0, keep, valid = primals
-    dar, dai, du, dh0, _, _ = tangents
-    h_T, hs = _split_forward(unroll, ar, ai, u, h0, keep, valid)
-
-    def body(carry, inp):
-        dh, drive = carry
-        du_t, h_t, k_t, m_t = inp
-        step = _split_mul(ar, ai, dh) + drive
-        dh_new = (step if k_t is None else k_t * step) + du_t
-        if m_t is not None:
-            dh_new = jnp.where(m_t > 0, dh_new, dh)
-        return (dh_new, _tangent_mul(dar, dai, h_t)), dh_new
-
-    init = (dh0, _tangent_mul(dar, dai, h0))
-    (dh_T, _), dhs = jax.lax.scan(body, init, (du, hs, keep, valid), unroll=unroll)
-    return (h_T, hs), (dh_T, dhs)
-
-
-def complex_diagonal_scan(
-    a_re: Array,
-    a_im: Array,
-    u: Array,
-    h0: Array,
-    *,
-    resets: Array | None = None,
-    mask: Array | None = None,
-    unroll: int = 1,
-) -> tuple[Array, Array]:
-    """``h_t = λ ⊙ h_{t−1} + u_t`` for complex λ = a_re + i·a_im, sequentially in real arithmetic.
-
-    The complex state is carried as ``[re | im]`` along the last axis and time is the leading
-    axis, so callers can produce ``u`` and consume the states with one matmul each.
-
-    Args:
-      a_re, a_im: [N] real and imaginary parts of λ.
-      u: [T, B, 2N] real inputs, time-major, real parts then imaginary parts.
-      h0: [B, 2N] initial state in the same layout.
-      resets: [T, B] bool; where True the state is zeroed before ``u_t`` is read.
-      mask: [T, B] bool; where False the step is skipped (state held, a reset there ignored).
-      unroll: steps unrolled per loop iteration.
-
-    Returns:
-      ``(h_T [B, 2N], hs [T, B, 2N])``. Differentiable in a_re, a_im, u and h0 in both modes; reverse
-      mode runs the recurrence backwards with conj(λ) and keeps only the states.
-    """
-    dt = u.dtype
-    # Flags enter as float so that the custom JVP has only float inputs.
-    keep = None if resets is None else (~resets).astype(dt)[..., None]
-    valid = None if mask is None else mask.astype(dt)[..., None]
-    return _split_scan(unroll, a_re.astype(dt), a_im.astype(dt), u, h0.astype(dt), keep, valid)
