@@ -44,8 +44,6 @@ from recurrent_zoo.scan.complex_diagonal import complex_diagonal_scan
 from recurrent_zoo.scan.linear import Structure, linear_scan, linear_step
 from recurrent_zoo.scan.matmul_cell import (
     matmul,
-    matmul_cell_step,
-    output_block,
     pre_activation,
     scan_matmul_cell,
 )
@@ -77,8 +75,6 @@ __all__ = [
     "linear_scan",
     "linear_step",
     "matmul",
-    "matmul_cell_step",
-    "output_block",
     "pre_activation",
     "project_in_loop",
     "resolve_method",

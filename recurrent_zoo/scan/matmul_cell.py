@@ -203,28 +203,6 @@ def _add_pre(a: Array, pre: Array, in_place: bool = True) -> Array:
     return jnp.concatenate([a[..., :k] + pre, a[..., k:]], axis=-1)
 
 
-def output_block(s: Any) -> Array:
-    """The part of a matmul cell's state that the matmul reads and the scan emits: h, or the last
-    block of a state tuple (the LSTM's ``(c, h)``)."""
-    return s[-1] if isinstance(s, tuple) else s
-
-
-def matmul_cell_step(
-    cell: Callable[[Any, Any, Array, Any], Any],
-    kernel: Array,
-    params: Any,
-    s: Any,
-    u: Any = None,
-    *,
-    pre: Array | None = None,
-    bias: Array | None = None,
-) -> Any:
-    """One step of :func:`scan_matmul_cell`'s recurrence, without resets or padding: the new state
-    ``cell(params, s, h @ kernel + bias + [pre | 0], u)``, h being s or its last block."""
-    a = pre_activation(output_block(s), kernel, bias)
-    return cell(params, s, a if pre is None else _add_pre(a, pre, in_place=False), u)
-
-
 def _rows(x: Array | None, sizes: tuple[int, ...], axis: int = 0) -> list:
     """x split along ``axis`` into groups of ``sizes`` rows (None stays None)."""
     if x is None or len(sizes) == 1:
