@@ -135,6 +135,11 @@ def test_reported_figures_do_not_depend_on_logging_or_checkpoints(setup, straigh
 
 
 def test_nan_guard_stops_naming_the_step_and_keeps_the_last_checkpoint(setup, tmp_path):
+    check_nan_guard(setup, tmp_path, NUM_STEPS)
+
+
+def check_nan_guard(setup, tmp_path, num_steps: int) -> None:
+    """NaN inputs from step 5 on: the error names step 5 and the last good checkpoint stays."""
     model, loss_fn, batch_fn, tx = setup
 
     def poisoned(key, step):  # NaN inputs from step 5 on (same program as the clean runs)
@@ -147,7 +152,7 @@ def test_nan_guard_stops_naming_the_step_and_keeps_the_last_checkpoint(setup, tm
             loss_fn,
             poisoned,
             tx,
-            num_steps=NUM_STEPS,
+            num_steps=num_steps,
             checkpoint_dir=tmp_path,
             checkpoint_every=4,
             log_every=3,

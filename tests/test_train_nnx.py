@@ -22,10 +22,10 @@ import pytest
 import test_train
 from flax import nnx
 from nnx_models import TinyModel, tiny_task
-from test_train import _env, figures
+from test_train import _env, check_nan_guard, figures
 
 import recurrent_zoo as rz
-from recurrent_zoo.train import Checkpointer, NonFiniteLossError, train
+from recurrent_zoo.train import train
 
 NUM_STEPS = 12
 # test_train's persistent compilation cache, autouse here too (the subprocesses share it).
@@ -116,27 +116,7 @@ def test_dropout_is_on_with_a_fresh_mask_each_step_and_lengths_are_passed():
 
 
 def test_nan_guard_stops_naming_the_step_and_keeps_the_last_checkpoint(setup, tmp_path):
-    model, loss_fn, batch_fn, tx = setup
-
-    def poisoned(key, step):  # NaN inputs from step 5 on (same program as the clean runs)
-        batch = batch_fn(key, step)
-        return {**batch, "inputs": batch["inputs"] * (jnp.nan if step >= 5 else 1.0)}
-
-    with pytest.raises(NonFiniteLossError, match=r"at step 5.*last good checkpoint \(step 4\)"):
-        train(
-            model,
-            loss_fn,
-            poisoned,
-            tx,
-            num_steps=NUM_STEPS,
-            checkpoint_dir=tmp_path,
-            checkpoint_every=4,
-            log_every=3,
-            verbose=False,
-        )
-    ckpt = Checkpointer(tmp_path)
-    assert ckpt.latest_step() == 4
-    ckpt.close()
+    check_nan_guard(setup, tmp_path, NUM_STEPS)
 
 
 # -- real processes ------------------------------------------------------------------------
