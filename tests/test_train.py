@@ -250,11 +250,12 @@ def _env(cache: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cache, tmp_path):
-    ckpt = tmp_path / "ckpt"
+def sigterm_after_checkpoint_2(child_script: str, ckpt: Path, cache: Path, num_steps: int) -> int:
+    """Runs ``child_script`` in "kill" mode, sends SIGTERM once checkpoint 2 exists, and returns
+    the step the child says it stopped at (checked to be a clean SIGTERM stop mid-run)."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(TESTS), "kill", str(ckpt)],
-        env=_env(compilation_cache),
+        [sys.executable, "-c", child_script, str(TESTS), "kill", str(ckpt)],
+        env=_env(cache),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -268,7 +269,13 @@ def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cach
     out, err = child.communicate(timeout=300)
     assert child.returncode == 0, err
     _, signum, step = out.split()
-    assert int(signum) == signal.SIGTERM and 2 <= int(step) < NUM_STEPS
+    assert int(signum) == signal.SIGTERM and 2 <= int(step) < num_steps
+    return int(step)
+
+
+def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cache, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    step = sigterm_after_checkpoint_2(CHILD, ckpt, compilation_cache, NUM_STEPS)
     resumed = train(*setup, num_steps=NUM_STEPS, checkpoint_dir=ckpt, verbose=False)
     assert resumed.resumed_from == int(step)  # the checkpoint written on SIGTERM
     jax.tree.map(np.testing.assert_array_equal, resumed.variables, straight[0].variables)

@@ -9,10 +9,8 @@ reuse its compiled program.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -22,7 +20,7 @@ import pytest
 import test_train
 from flax import nnx
 from nnx_models import TinyModel, tiny_task
-from test_train import _env, check_nan_guard, figures
+from test_train import _env, check_nan_guard, figures, sigterm_after_checkpoint_2
 
 import recurrent_zoo as rz
 from recurrent_zoo.train import train
@@ -149,23 +147,7 @@ else:
 
 def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cache, tmp_path):
     ckpt = tmp_path / "ckpt"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(TESTS), "kill", str(ckpt)],
-        env=_env(compilation_cache),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 300
-    while not (ckpt / "2").is_dir():  # orbax renames the finished checkpoint to its step
-        assert child.poll() is None, child.communicate()[1]
-        assert time.monotonic() < deadline, "no checkpoint of step 2 in time"
-        time.sleep(0.02)
-    child.send_signal(signal.SIGTERM)
-    out, err = child.communicate(timeout=300)
-    assert child.returncode == 0, err
-    _, signum, step = out.split()
-    assert int(signum) == signal.SIGTERM and 2 <= int(step) < NUM_STEPS
+    step = sigterm_after_checkpoint_2(CHILD, ckpt, compilation_cache, NUM_STEPS)
     resumed = train(*setup, num_steps=NUM_STEPS, checkpoint_dir=ckpt, verbose=False)
     assert resumed.resumed_from == int(step)  # the checkpoint written on SIGTERM
     jax.tree.map(np.testing.assert_array_equal, resumed.variables, straight.variables)
