@@ -269,6 +269,40 @@ def vjp_fn(case: Case) -> Callable[..., Any]:
 
 
 @functools.cache
+def long_fn(case: Case, **layer_options: Any) -> Callable[..., Any]:
+    """The full call in both directions and its VJP, for the long-sequence options.
+
+    ``f(params, x, h0, resets, lengths, ct_h, ct_y)`` returns ``{"forward": (state, y),
+    "reverse": (state, y), "vjp": (∂params, ∂x)}``, the VJP being of the forward call's
+    ``(state, y)`` at ``(ct_h, ct_y)``; the layer is built with ``layer_options`` (e.g.
+    ``remat_chunk``). Jitted once per case and options.
+    """
+    layer = case.layer(**layer_options)
+
+    def run(p, x, h0, resets, lengths, reverse):
+        s, y = layer.apply(
+            {"params": p},
+            x,
+            initial_state=case.to_layer_state(h0),
+            resets=resets,
+            lengths=lengths,
+            reverse=reverse,
+            return_state=True,
+        )
+        return case.from_layer_state(s), y
+
+    def f(p, x, h0, resets, lengths, ct_h, ct_y):
+        forward = lambda p, x, h0: run(p, x, h0, resets, lengths, False)
+        return {
+            "forward": forward(p, x, h0),
+            "reverse": run(p, x, h0, resets, lengths, True),
+            "vjp": _plain_vjp(forward, p, x, h0, ct_h, ct_y),
+        }
+
+    return jit(f)
+
+
+@functools.cache
 def cell_loop_fn(config: str) -> Callable[..., Any]:
     """``layer.cell`` alone, jitted once per configuration (the cell has no scan backend).
 

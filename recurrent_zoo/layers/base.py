@@ -154,7 +154,13 @@ def apply_sequence(
     batch_shape, T, D = checks.sequence_input(x, "x")
     check_features(layer, p, D, "x")
     resets = checks.resets(resets, batch_shape, T)
-    lengths = checks.lengths(lengths, batch_shape, T)
+    # Sharded over time (inside shard_map over the layer's sequence_axis): x is this device's
+    # chunk of T steps out of shards·T, and lengths count global steps.
+    shards = None
+    if layer.sequence_axis is not None:
+        shards = scan.bound_axis_size(layer.sequence_axis)
+    T_all = T * (shards or 1)
+    lengths = checks.lengths(lengths, batch_shape, T_all)
     zero = layer.initial_state(batch_shape)
     h0 = zero if initial_state is None else checks.state(initial_state, zero, "initial_state")
 
@@ -164,24 +170,52 @@ def apply_sequence(
     x_, r_, n_ = flat(x), flat(resets), flat(lengths)
     h0_ = jax.tree.map(flat, h0)
 
-    if reverse:
-        perm = scan.time_permutation(n_, T)
-        if r_ is not None:
-            # A reset at t starts a piece at t. Backwards, that piece is entered at its last
-            # step, just before the next piece starts: the reset moves one step earlier, and
-            # one past the end of a sequence means nothing.
-            r_ = jnp.concatenate([r_[:, 1:], jnp.zeros_like(r_[:, :1])], axis=1)
-            if n_ is not None:
-                r_ = r_ & (jnp.arange(1, T + 1)[None, :] < n_[:, None])
-        x_ = scan.reverse_time(x_, perm, time_axis=1)
-        r_ = scan.reverse_time(r_, perm, time_axis=1)
-    mask = scan.valid_mask(n_, T, time_axis=1)
-    h_T, y = (layer.sequence if sequence is None else sequence)(p, x_, h0_, r_, mask)
-    if mask is not None:
-        y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
-    if reverse:
-        y = scan.reverse_time(y, perm, time_axis=1)
-    h_T, y = checks.poison_out_of_range((h_T, y), n_, T)
+    seq = layer.sequence if sequence is None else sequence
+
+    def run(h0: Any, x: Array, r: Array | None, m: Array | None) -> tuple[Any, Array]:
+        # The inner loop in forward time, chunked for a bounded-memory backward when asked.
+        return scan.remat_chunks(
+            lambda h, xs: seq(p, xs[0], h, xs[1], xs[2]),
+            h0,
+            (x, r, m),
+            layer.remat_chunk,
+            time_axis=1,
+        )
+
+    if shards is not None:
+        offset = jax.lax.axis_index(layer.sequence_axis) * T
+        mask = scan.valid_mask(n_, T, time_axis=1, offset=offset)
+        a, structure = layer.linear_recurrence(p)
+        h_T, y = scan.sequence_parallel(
+            run,
+            a,
+            h0_,
+            x_,
+            r_,
+            mask,
+            axis=layer.sequence_axis,
+            structure=structure,
+            reverse=reverse,
+            time_axis=1,
+        )
+        if mask is not None:
+            y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
+    else:
+        if reverse:
+            perm = scan.time_permutation(n_, T)
+            if r_ is not None:
+                r_ = scan.shift_resets_back(
+                    r_, scan.valid_mask(n_, T, time_axis=1), None, time_axis=1
+                )
+            x_ = scan.reverse_time(x_, perm, time_axis=1)
+            r_ = scan.reverse_time(r_, perm, time_axis=1)
+        mask = scan.valid_mask(n_, T, time_axis=1)
+        h_T, y = run(h0_, x_, r_, mask)
+        if mask is not None:
+            y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
+        if reverse:
+            y = scan.reverse_time(y, perm, time_axis=1)
+    h_T, y = checks.poison_out_of_range((h_T, y), n_, T_all)
 
     unflat = lambda a: a.reshape((*batch_shape, *a.shape[1:]))
     h_T, y = jax.tree.map(unflat, h_T), unflat(y.astype(layer.dtype))
@@ -213,17 +247,41 @@ class RecurrentLayer(nn.Module):
       hidden_size: N, the size of the recurrent state.
       dtype: compute dtype of the projections (the state stays at least float32).
       param_dtype: dtype of the parameters.
+      remat_chunk: k, for a bounded-memory backward pass: the sequence runs in chunks of k
+        steps and the backward pass keeps the state every k steps, recomputing each chunk's
+        steps (see :func:`scan.remat_chunks`); None keeps every step. Same results; one more
+        forward pass.
+      sequence_axis: the mesh axis that time is sharded over when the layer is called inside
+        :func:`jax.shard_map` (see :func:`scan.sequence_parallel`); linear recurrences only
+        (``crnn``, ``lru``, ``mh_linear``), the others refuse it. Where no map binds the axis
+        (e.g. at ``init``) the call runs unsharded.
     """
 
     hidden_size: int
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat_chunk: int | None = None
+    sequence_axis: str | None = None
 
     _input_param = "input_kernel"
     _complex_state = False
+    _time_parallel = False  # a linear recurrence, which can be sharded over time
 
     def __post_init__(self) -> None:
         checks.positive_int(self.hidden_size, "hidden_size")
+        checks.optional_positive_int(self.remat_chunk, "remat_chunk")
+        if self.sequence_axis is not None:
+            if not self._time_parallel:
+                raise ValueError(
+                    f"{type(self).__name__} cannot take sequence_axis={self.sequence_axis!r}: "
+                    f"only linear recurrences (crnn, lru, mh_linear) shard over time; a "
+                    f"nonlinear recurrence must see the whole sequence on one device"
+                )
+            if not isinstance(self.sequence_axis, str):
+                raise TypeError(
+                    f"sequence_axis must be a mesh axis name (str) or None, got "
+                    f"{type(self.sequence_axis).__name__}"
+                )
         super().__post_init__()
 
     # -- state -----------------------------------------------------------------------------
@@ -355,11 +413,18 @@ class LinearReadout(RecurrentLayer):
     scan: str = "auto"
     unroll: int = 1
 
+    _time_parallel = True
+
     def __post_init__(self) -> None:
         checks.choice(self.scan, scan.METHODS, "scan")
         # (0 would otherwise read as None, the input's size, in `out_features or d_in`.)
         checks.optional_positive_int(self.out_features, "out_features")
         super().__post_init__()
+
+    def linear_recurrence(self, p: Params) -> tuple[Array, scan.Structure]:  # pragma: no cover
+        """The coefficient ``a`` of ``h_t = a h_{t−1} + u_t`` and its structure: a diagonal [N]
+        ("diagonal"), or blocks [H, d, d] acting on the state's heads [.., H, d] ("block")."""
+        raise NotImplementedError
 
     def _skip_spec(self, d_in: int) -> ParamSpec:
         d_out = self.out_features or d_in

@@ -82,6 +82,10 @@ class ComplexDiagonalRNN(LinearReadout):
         a, b = (p[k].astype(real) for k in par.param_names)
         return par.to_complex(a, b)
 
+    def linear_recurrence(self, p: dict[str, Array]) -> tuple[Array, scan.Structure]:
+        """λ [N], "diagonal"."""
+        return self.eigenvalues(p), "diagonal"
+
     def cell(self, p: dict[str, Array], h: Array, x_t: Array) -> tuple[Array, Array]:
         """h' = λ ⊙ h + γ ⊙ (B x_t),   y_t = Re(C h') + D ⊙ x_t."""
         dt, real = self.dtype, self.real_dtype

@@ -70,6 +70,10 @@ class MultiHeadLinearRNN(LinearReadout):
             "D": self._skip_spec(d_in),
         }
 
+    def linear_recurrence(self, p: dict[str, Array]) -> tuple[Array, scan.Structure]:
+        """A [H, d, d], "block"."""
+        return p["A"].astype(self.state_dtype), "block"
+
     def cell(self, p: dict[str, Array], h: Array, x_t: Array) -> tuple[Array, Array]:
         """h' = A h + B x_t (head k: h'_k = A_k h_k + (B x_t)_k),   y_t = C h' + D ⊙ x_t."""
         dt, sd = self.dtype, self.state_dtype

@@ -33,10 +33,17 @@ zeroes the state before ``u_t`` is read; a padded step (``mask[t, b]`` False, ri
 ``reverse``, per sequence under padding, is a permutation of time (:func:`time_permutation`,
 :func:`reverse_time`) applied before and after a forward scan.
 
+Long sequences, for every kernel: :func:`remat_chunks` runs a scan in chunks whose steps the
+backward pass recomputes (memory of the residuals O(T/k + k) instead of O(T)), and
+:func:`sequence_parallel` shards a linear recurrence's time axis over a mesh axis inside
+:func:`jax.shard_map`, exactly (each device's carry-in from an exclusive scan of the chunks'
+transfers and end states).
+
 Modules: :mod:`~recurrent_zoo.scan.time` (the time bookkeeping), :mod:`~recurrent_zoo.scan.cell`,
 :mod:`~recurrent_zoo.scan.matmul_cell`, :mod:`~recurrent_zoo.scan.linear`,
-:mod:`~recurrent_zoo.scan.complex_diagonal` (the kernels) and
-:mod:`~recurrent_zoo.scan.strategy` (the choices).
+:mod:`~recurrent_zoo.scan.complex_diagonal` (the kernels), :mod:`~recurrent_zoo.scan.strategy`
+(the choices), :mod:`~recurrent_zoo.scan.remat` and :mod:`~recurrent_zoo.scan.sequence_parallel`
+(long sequences).
 """
 
 from recurrent_zoo.scan.cell import scan_cell
@@ -46,6 +53,14 @@ from recurrent_zoo.scan.matmul_cell import (
     matmul,
     pre_activation,
     scan_matmul_cell,
+)
+from recurrent_zoo.scan.remat import remat_chunks
+from recurrent_zoo.scan.sequence_parallel import (
+    bound_axis_size,
+    carry_in,
+    chunk_transfer,
+    sequence_parallel,
+    shift_resets_back,
 )
 from recurrent_zoo.scan.strategy import (
     DEFAULT_BATCH_GROUPS,
@@ -71,18 +86,24 @@ __all__ = [
     "Recurrence",
     "Structure",
     "batch_groups",
+    "bound_axis_size",
+    "carry_in",
+    "chunk_transfer",
     "complex_diagonal_scan",
     "linear_scan",
     "linear_step",
     "matmul",
     "pre_activation",
     "project_in_loop",
+    "remat_chunks",
     "resolve_method",
     "reverse_time",
     "scan_cell",
     "scan_matmul_cell",
     "select_kernel",
+    "sequence_parallel",
     "set_batch_groups_rule",
+    "shift_resets_back",
     "time_permutation",
     "valid_mask",
 ]

@@ -164,7 +164,9 @@ def _diagonal_jacobians(f: Callable, s: tuple, a: Array, u: Any) -> tuple[tuple,
         cols = []
         for k in range(m):
             e = jnp.zeros((m, n), x.dtype).at[k].set(1).reshape(-1)
-            t = [*zeros[:i], jnp.broadcast_to(e, x.shape), *zeros[i + 1 :]]
+            # x + e rather than a broadcast of e: a tangent typed like its primal (varying over
+            # a shard_map axis where the primal is, as linearize checks).
+            t = [*zeros[:i], x + e, *zeros[i + 1 :]]
             cols.append(lin(tuple(t[:ns]), t[ns], jax.tree.unflatten(tree, t[ns + 1 :])))
         return [jnp.stack(c, axis=-2) for c in zip(*cols, strict=True)]
 
@@ -380,10 +382,12 @@ def _projected_scan(
     return _matmul_forward(spec, ops._replace(pre=pre, u=u))
 
 
-def _instantiate(tree: Any) -> Any:
+def _instantiate(tree: Any, primals: Any) -> Any:
+    """The tangents ``tree`` with symbolic zeros made arrays, zeros like their primals (so typed
+    as they are, e.g. varying over a shard_map axis)."""
     is_zero = lambda t: isinstance(t, jax.custom_derivatives.SymbolicZero)
     return jax.tree.map(
-        lambda t: jnp.zeros(t.shape, t.dtype) if is_zero(t) else t, tree, is_leaf=is_zero
+        lambda t, p: jnp.zeros_like(p) if is_zero(t) else t, tree, primals, is_leaf=is_zero
     )
 
 
@@ -392,13 +396,12 @@ def _projected_scan_jvp(spec: Spec, primals: tuple, tangents: tuple):
     # Derivatives project all steps at once, as the tangent's terms over all steps need.
     q_in, x, ops = primals
     dq_in, dx, dops = tangents
+    dq_in = _instantiate(dq_in, q_in)
     if isinstance(dx, jax.custom_derivatives.SymbolicZero):  # no dx @ W matmul of zeros
-        (pre, u), (dpre, du) = jax.jvp(
-            lambda q: spec.project(q, x), (q_in,), (_instantiate(dq_in),)
-        )
+        (pre, u), (dpre, du) = jax.jvp(lambda q: spec.project(q, x), (q_in,), (dq_in,))
     else:
-        (pre, u), (dpre, du) = jax.jvp(spec.project, (q_in, x), (_instantiate(dq_in), dx))
-    dops = _instantiate(dops)
+        (pre, u), (dpre, du) = jax.jvp(spec.project, (q_in, x), (dq_in, dx))
+    dops = _instantiate(dops, ops)
     return jax.jvp(
         partial(_matmul_scan, spec),
         (ops._replace(pre=pre, u=u),),

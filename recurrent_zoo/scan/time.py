@@ -25,14 +25,18 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def valid_mask(lengths: Array | None, T: int, *, time_axis: int = 0) -> Array | None:
+def valid_mask(
+    lengths: Array | None, T: int, *, time_axis: int = 0, offset: int | Array = 0
+) -> Array | None:
     """bool [T, *batch] from lengths [*batch]: True where t < lengths; None without padding.
 
-    ``time_axis`` places the time axis elsewhere (-1: [*batch, T]).
+    ``time_axis`` places the time axis elsewhere (-1: [*batch, T]). ``offset`` is the global
+    time of the first of these T steps (a chunk of a longer sequence: True where offset + t <
+    lengths).
     """
     if lengths is None:
         return None
-    return jnp.moveaxis(jnp.arange(T) < lengths[..., None], -1, time_axis)
+    return jnp.moveaxis(offset + jnp.arange(T) < lengths[..., None], -1, time_axis)
 
 
 def time_permutation(lengths: Array | None, T: int) -> Array | None:
