@@ -182,7 +182,7 @@ def apply_sequence(
             time_axis=1,
         )
 
-    if shards is not None:
+    if shards is not None and shards > 1:
         offset = jax.lax.axis_index(layer.sequence_axis) * T
         mask = scan.valid_mask(n_, T, time_axis=1, offset=offset)
         a, structure = layer.linear_recurrence(p)
