@@ -60,12 +60,7 @@ class RecurrentBlock(nn.Module):
     def __post_init__(self) -> None:
         if not isinstance(self.layer, nn.Module):
             raise TypeError(f"layer must be a flax Module (a zoo layer), got {type(self.layer)}")
-        if self.norm is not None:
-            checks.choice(self.norm, NORMS, "norm")
-        if self.mlp is not None:
-            checks.choice(self.mlp, MLPS, "mlp")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        check_settings(self.norm, self.mlp, self.dropout)
         super().__post_init__()
 
     def initial_state(self, batch_shape: tuple[int, ...] | int = ()) -> Any:
@@ -144,6 +139,16 @@ class RecurrentBlock(nn.Module):
 
 
 # -- the block's data path, for any front-end ------------------------------------------------
+def check_settings(norm: str | None, mlp: str | None, dropout: float) -> None:
+    """The block's ``norm``, ``mlp`` and ``dropout`` settings are valid, else a ValueError."""
+    if norm is not None:
+        checks.choice(norm, NORMS, "norm")
+    if mlp is not None:
+        checks.choice(mlp, MLPS, "mlp")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+
+
 # Each front-end passes its own submodules as callables; the order in which they are called is
 # the one their parameters are created in under linen.
 def residual(

@@ -81,10 +81,9 @@ class SequenceModel(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def __post_init__(self) -> None:
-        for name in ("num_layers", "d_model", "out_features"):
-            checks.positive_int(getattr(self, name), name)
-        checks.optional_positive_int(self.vocab_size, "vocab_size")
-        checks.choice(self.pooling, POOLINGS, "pooling")
+        check_settings(
+            self.num_layers, self.d_model, self.out_features, self.vocab_size, self.pooling
+        )
         if isinstance(self.layer, str):
             checks.choice(self.layer, sorted(LAYERS), "layer")
         elif not callable(self.layer):
@@ -195,6 +194,20 @@ class SequenceModel(nn.Module):
 
 
 # -- the model's data path, for any front-end ------------------------------------------------
+def check_settings(
+    num_layers: int, d_model: int, out_features: int, vocab_size: int | None, pooling: str | None
+) -> None:
+    """The model's sizes are positive ints and ``pooling`` one of :data:`POOLINGS`."""
+    for name, value in (
+        ("num_layers", num_layers),
+        ("d_model", d_model),
+        ("out_features", out_features),
+    ):
+        checks.positive_int(value, name)
+    checks.optional_positive_int(vocab_size, "vocab_size")
+    checks.choice(pooling, POOLINGS, "pooling")
+
+
 def check_input(x: Any, vocab_size: int | None, *, step: bool) -> None:
     """x is int tokens [*batch, (T)] when ``vocab_size`` is set, else float [*batch, (T,) D]."""
     name = "x_t" if step else "x"
