@@ -96,19 +96,19 @@ class RecurrentBlock(nnx.Module):
         self.prenorm = prenorm
         self.activation = activation
         self.layer = layer
-        make = lambda: _norm(norm, d_model, epsilon, momentum, dtype, param_dtype, rngs)
-        self.norm = make()
-        if prenorm and mlp is not None and norm is not None:
-            self.mlp_norm = make()
+        make = lambda d: _norm(norm, d, epsilon, momentum, dtype, param_dtype, rngs)
+        self.norm = make(d_model)
         if mlp is not None:
-            d_in = _output_size(layer, d_model)
-            dense = lambda: nnx.Linear(
-                d_in, d_model, dtype=dtype, param_dtype=param_dtype, rngs=rngs
-            )
+            # The GLU (or Dense) and its norm read the layer's outputs.
+            d_out = _output_size(layer, d_model)
+            if prenorm and norm is not None:
+                self.mlp_norm = make(d_out)
+            kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
             if mlp == "glu":
-                self.out1, self.out2 = dense(), dense()
+                self.out1 = nnx.Linear(d_out, d_model, **kw)
+                self.out2 = nnx.Linear(d_out, d_model, **kw)
             else:
-                self.out = dense()
+                self.out = nnx.Linear(d_out, d_model, **kw)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def initial_state(self, batch_shape: tuple[int, ...] | int = ()) -> Any:
