@@ -206,7 +206,7 @@ def test_nnx_jit_grad_vmap_split_merge_on_every_layer(name: str) -> None:
     assert set(nnx.to_pure_dict(state)) == set(layer.param_names)
     np.testing.assert_array_equal(run(nnx.merge(graphdef, state), X), y)
     # grad: one gradient per parameter, the linen names, none of them all zero.
-    grads = nnx.grad(lambda m: jnp.sum(m(X, lengths=LENGTHS) ** 2))(layer)
+    grads = nnx.jit(nnx.grad(lambda m: jnp.sum(m(X, lengths=LENGTHS) ** 2)))(layer)
     grads = nnx.to_pure_dict(grads)
     assert set(grads) == set(layer.param_names)
     assert all(np.any(np.asarray(g) != 0) for g in grads.values()), name
@@ -214,7 +214,7 @@ def test_nnx_jit_grad_vmap_split_merge_on_every_layer(name: str) -> None:
     models = nnx.vmap(
         lambda rngs: rz.nnx.make_layer(name, D, hidden_size=N, rngs=rngs), in_axes=0, out_axes=0
     )(nnx.Rngs(0).split(3))
-    ys = nnx.vmap(lambda m, x: m(x, lengths=LENGTHS), in_axes=(0, None))(models, X)
+    ys = nnx.jit(nnx.vmap(lambda m, x: m(x, lengths=LENGTHS), in_axes=(0, None)))(models, X)
     assert ys.shape[0] == 3
     graphdef, states = nnx.split(models)
     for i in range(3):
