@@ -141,9 +141,13 @@ def test_from_linen_gives_the_linen_numbers_states_steps_and_gradients(name: str
 def test_to_linen_round_trips_and_fresh_twins_have_the_linen_variables(name: str) -> None:
     linen = TWINS[name]
     v = linen_variables(name)
-    back = rz.nnx.to_linen(rz.nnx.from_linen(linen, v))
+    twin = rz.nnx.from_linen(linen, v)
+    back = rz.nnx.to_linen(twin)
     assert jax.tree.structure(back) == jax.tree.structure(v)
     jax.tree.map(np.testing.assert_array_equal, back, v)
+    # The optimiser's groups are the same on the NNX state.
+    labels = rz.optim.param_labels(nnx.to_pure_dict(nnx.state(twin, nnx.Param)))
+    assert labels == rz.optim.param_labels(v["params"])
     # A twin built directly (eagerly, its own draws) has the linen variables' names and shapes.
     fresh = rz.nnx.twin(linen, None if name == "model_tokens_last" else D, nnx.Rngs(3))
     shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)
