@@ -150,16 +150,11 @@ def chrono_range(
     return lo, hi
 
 
-orthogonal = jax.nn.initializers.orthogonal
-glorot_uniform = jax.nn.initializers.glorot_uniform
-lecun_normal = jax.nn.initializers.lecun_normal
-he_normal = jax.nn.initializers.he_normal
-
 RECURRENT_INITS: dict[str, Callable[[], Initializer]] = {
-    "orthogonal": orthogonal,
+    "orthogonal": jax.nn.initializers.orthogonal,
     "identity": identity,
-    "glorot": glorot_uniform,
-    "he": he_normal,
+    "glorot": jax.nn.initializers.glorot_uniform,
+    "he": jax.nn.initializers.he_normal,
     "eigen": eigenvalue_controlled,
 }
 

@@ -189,3 +189,50 @@ def test_batch_groups() -> None:
     assert rz.scan.batch_groups(2, 5) == (1, 1)
     assert rz.scan.batch_groups(32, 1) == (32,)
     assert rz.scan.batch_groups(8) == (8,)  # too few rows to split
+
+
+def test_batch_groups_default_rule() -> None:
+    rule = rz.scan.DEFAULT_BATCH_GROUPS
+    assert (rule.groups, rule.min_rows, rule.backends) == (2, 16, ("cpu",))
+    assert rule(16, backend="cpu") == 2
+    assert rule(15, backend="cpu") == 1
+    assert rule(64, backend="gpu") == 1
+    expected = (16, 16) if jax.default_backend() == "cpu" else (32,)
+    assert rz.scan.batch_groups(32) == expected
+
+
+def test_batch_groups_default_rule_can_be_replaced(monkeypatch) -> None:
+    """set_batch_groups_rule changes what groups=None means, for the scan and for the layers; the
+    argument (a layer's batch_groups field) still overrides it."""
+    seen = []
+    real = rz.scan.matmul_cell.batch_groups
+    monkeypatch.setattr(
+        rz.scan.matmul_cell, "batch_groups", lambda *a: seen.append(real(*a)) or seen[-1]
+    )
+    backend = jax.default_backend()
+    x = jnp.ones((8, T, 3))
+
+    def grouping(**fields):
+        seen.clear()
+        layer = rz.GRU(hidden_size=N, **fields)
+        layer.apply(layer.init(jax.random.key(0), x), x)
+        return seen[-1]
+
+    assert grouping() == (8,)  # the shipped rule: too few rows to split
+    previous = rz.scan.set_batch_groups_rule(
+        rz.scan.BatchGroupsRule(groups=3, min_rows=4, backends=(backend,))
+    )
+    try:
+        assert previous == rz.scan.DEFAULT_BATCH_GROUPS
+        assert rz.scan.batch_groups(8) == (3, 3, 2)
+        assert rz.scan.batch_groups(3) == (3,)  # below min_rows
+        assert rz.scan.batch_groups(8, 1) == (8,)
+        assert grouping() == (3, 3, 2)
+        assert grouping(batch_groups=2) == (4, 4)
+    finally:
+        rz.scan.set_batch_groups_rule(None)
+    assert rz.scan.batch_groups(8) == (8,)
+    with pytest.raises(ValueError, match=r"groups must be a positive int, got 0"):
+        rz.scan.BatchGroupsRule(groups=0)
+    with pytest.raises(TypeError, match=r"rule must be a BatchGroupsRule or None, got int"):
+        rz.scan.set_batch_groups_rule(2)

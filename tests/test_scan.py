@@ -104,12 +104,21 @@ def test_unknown_method_is_rejected() -> None:
 @given(st.lists(st.integers(0, T), min_size=1, max_size=4))
 def test_time_permutation_reverses_valid_parts(lengths) -> None:
     n = np.array(lengths, np.int32)
-    perm = np.asarray(rz.scan.time_permutation(jnp.asarray(n), T))
+    perm = np.asarray(rz.scan.time_permutation(jnp.asarray(n), T)).T  # [T, B] → [B, T]
     for b, k in enumerate(n):
         np.testing.assert_array_equal(perm[b], [*range(k - 1, -1, -1), *range(k, T)])
     np.testing.assert_array_equal(
         np.take_along_axis(perm, perm, axis=1), np.tile(np.arange(T), (len(n), 1))
     )
+
+
+def _linear_scan(a, u, h0, resets=None, mask=None, **kw):
+    """rz.scan.linear_scan (time-major) called on the batch-major arrays of these tests."""
+    tm = lambda z: None if z is None else jnp.swapaxes(jnp.asarray(z), 0, 1)
+    h, hs = rz.scan.linear_scan(
+        jnp.asarray(a), tm(u), jnp.asarray(h0), resets=tm(resets), mask=tm(mask), **kw
+    )
+    return h, tm(hs)
 
 
 def _numpy_linear_scan(a, u, h0, resets, mask):
@@ -134,14 +143,7 @@ def test_linear_scan_resets_and_padding(method: str) -> None:
     """A reset zeroes the state before u_t is read; a padded step holds it (resets there too)."""
     a, u, h0 = _diagonal_problem(seed=0)
     mask = np.arange(T)[None] < LENGTHS[:, None]
-    h, hs = rz.scan.linear_scan(
-        jnp.asarray(a),
-        jnp.asarray(u),
-        jnp.asarray(h0),
-        resets=jnp.asarray(RESETS),
-        mask=jnp.asarray(mask),
-        method=method,
-    )
+    h, hs = _linear_scan(a, u, h0, resets=RESETS, mask=mask, method=method)
     h_ref, hs_ref = _numpy_linear_scan(a, u, h0, RESETS, mask)
     assert_close(h, h_ref, "final state")
     # States at padded steps are left unspecified (the layers zero those outputs).
@@ -151,13 +153,92 @@ def test_linear_scan_resets_and_padding(method: str) -> None:
 @pytest.mark.parametrize("method", SCAN_METHODS)
 def test_block_scan_of_1x1_blocks_is_the_diagonal_scan(method: str) -> None:
     a, u, h0 = _diagonal_problem(seed=1)
-    h, hs = rz.scan.linear_scan(jnp.asarray(a), jnp.asarray(u), jnp.asarray(h0), method=method)
-    hb, hsb = rz.scan.linear_scan(
-        jnp.asarray(a)[:, None, None],
-        jnp.asarray(u)[..., None],
-        jnp.asarray(h0)[..., None],
-        method=method,
-        structure="block",
+    h, hs = _linear_scan(a, u, h0, method=method)
+    hb, hsb = _linear_scan(
+        a[:, None, None], u[..., None], h0[..., None], method=method, structure="block"
     )
     assert_close(hb[..., 0], h, "final state")
     assert_close(hsb[..., 0], hs, "states")
+
+
+K = rz.scan.Kernel
+KERNEL_TABLE = [
+    # (scan, structure, complex_state, backend, kernel)
+    ("associative", "diagonal", False, "cpu", K.ASSOCIATIVE),
+    ("associative", "diagonal", True, "cpu", K.ASSOCIATIVE),
+    ("associative", "block", False, "cpu", K.ASSOCIATIVE),
+    ("associative", "dense", False, "gpu", K.ASSOCIATIVE),
+    ("sequential", "diagonal", False, "gpu", K.SEQUENTIAL),
+    ("sequential", "diagonal", True, "gpu", K.COMPLEX_SPLIT),
+    ("sequential", "block", False, "cpu", K.SEQUENTIAL),
+    ("sequential", "dense", False, "tpu", K.MATMUL_CELL),
+    ("auto", "diagonal", False, "cpu", K.SEQUENTIAL),
+    ("auto", "diagonal", True, "cpu", K.COMPLEX_SPLIT),
+    ("auto", "diagonal", False, "gpu", K.ASSOCIATIVE),
+    ("auto", "diagonal", True, "tpu", K.ASSOCIATIVE),
+    ("auto", "block", False, "gpu", K.SEQUENTIAL),
+    ("auto", "dense", False, "cpu", K.MATMUL_CELL),
+    ("auto", "dense", False, "gpu", K.MATMUL_CELL),
+]
+
+
+@pytest.mark.parametrize("scan, structure, complex_state, backend, kernel", KERNEL_TABLE)
+def test_select_kernel_maps_each_request_to_the_documented_kernel(
+    scan, structure, complex_state, backend, kernel
+) -> None:
+    got = rz.scan.select_kernel(scan, structure, complex_state=complex_state, backend=backend)
+    assert got is kernel
+    # An explicit request is honoured; "auto" runs one of the explicit methods.
+    assert (got.method == scan) if scan != "auto" else (got.method in SCAN_METHODS)
+
+
+def test_resolve_method_is_the_selected_kernels_method() -> None:
+    for structure in ("diagonal", "block"):
+        for method in rz.scan.METHODS:
+            want = rz.scan.select_kernel(method, structure).method
+            assert rz.scan.resolve_method(method, structure) == want
+
+
+def test_select_kernel_rejects_bad_requests_naming_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"scan must be one of \['auto', 'sequential', "):
+        rz.scan.select_kernel("fft")
+    with pytest.raises(ValueError, match=r"structure must be one of .*got 'triangular'"):
+        rz.scan.select_kernel("auto", "triangular")
+    with pytest.raises(ValueError, match=r"complex_state needs structure 'diagonal', got 'block'"):
+        rz.scan.select_kernel("auto", "block", complex_state=True)
+    a, u, h0 = _diagonal_problem(seed=2)
+    with pytest.raises(ValueError, match=r"method must be one of .*got 'fft'"):
+        _linear_scan(a, u, h0, method="fft")
+
+
+def test_layers_run_the_selected_kernel(monkeypatch) -> None:
+    """The complex diagonal layers reach complex_diagonal_scan exactly when it is selected."""
+    calls = []
+    real = rz.scan.complex_diagonal_scan
+    monkeypatch.setattr(
+        rz.scan, "complex_diagonal_scan", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    x = inputs((B, T, D))
+    for method in SCAN_METHODS:
+        calls.clear()
+        layer = rz.LRU(hidden_size=4, scan=method)
+        layer.apply(layer.init(jax.random.key(0), x), x)
+        selected = rz.scan.select_kernel(method, "diagonal", complex_state=True)
+        assert bool(calls) == (selected is K.COMPLEX_SPLIT), method
+
+
+def test_time_helpers_are_time_major_with_a_batch_major_option() -> None:
+    n = jnp.asarray(LENGTHS)
+    mask = rz.scan.valid_mask(n, T)
+    assert mask.shape == (T, B)
+    np.testing.assert_array_equal(mask.T, np.arange(T)[None] < LENGTHS[:, None])
+    np.testing.assert_array_equal(rz.scan.valid_mask(n, T, time_axis=-1), mask.T)
+    x = inputs((T, B, D))
+    for perm, k in ((rz.scan.time_permutation(n, T), LENGTHS[1]), (None, T)):
+        y = rz.scan.reverse_time(x, perm)
+        np.testing.assert_array_equal(y[:k, 1], x[:k, 1][::-1])
+        np.testing.assert_array_equal(y[k:, 1], x[k:, 1])
+        y_bm = rz.scan.reverse_time(jnp.swapaxes(x, 0, 1), perm, time_axis=1)
+        np.testing.assert_array_equal(jnp.swapaxes(y_bm, 0, 1), y)
+    with pytest.raises(ValueError, match=r"time_axis must be 0 .* or 1 .*got 2"):
+        rz.scan.reverse_time(x, None, time_axis=2)

@@ -135,6 +135,11 @@ def test_reported_figures_do_not_depend_on_logging_or_checkpoints(setup, straigh
 
 
 def test_nan_guard_stops_naming_the_step_and_keeps_the_last_checkpoint(setup, tmp_path):
+    check_nan_guard(setup, tmp_path, NUM_STEPS)
+
+
+def check_nan_guard(setup, tmp_path, num_steps: int) -> None:
+    """NaN inputs from step 5 on: the error names step 5 and the last good checkpoint stays."""
     model, loss_fn, batch_fn, tx = setup
 
     def poisoned(key, step):  # NaN inputs from step 5 on (same program as the clean runs)
@@ -147,7 +152,7 @@ def test_nan_guard_stops_naming_the_step_and_keeps_the_last_checkpoint(setup, tm
             loss_fn,
             poisoned,
             tx,
-            num_steps=NUM_STEPS,
+            num_steps=num_steps,
             checkpoint_dir=tmp_path,
             checkpoint_every=4,
             log_every=3,
@@ -245,11 +250,12 @@ def _env(cache: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cache, tmp_path):
-    ckpt = tmp_path / "ckpt"
+def sigterm_after_checkpoint_2(child_script: str, ckpt: Path, cache: Path, num_steps: int) -> int:
+    """Runs ``child_script`` in "kill" mode, sends SIGTERM once checkpoint 2 exists, and returns
+    the step the child says it stopped at (checked to be a clean SIGTERM stop mid-run)."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(TESTS), "kill", str(ckpt)],
-        env=_env(compilation_cache),
+        [sys.executable, "-c", child_script, str(TESTS), "kill", str(ckpt)],
+        env=_env(cache),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -263,7 +269,13 @@ def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cach
     out, err = child.communicate(timeout=300)
     assert child.returncode == 0, err
     _, signum, step = out.split()
-    assert int(signum) == signal.SIGTERM and 2 <= int(step) < NUM_STEPS
+    assert int(signum) == signal.SIGTERM and 2 <= int(step) < num_steps
+    return int(step)
+
+
+def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cache, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    step = sigterm_after_checkpoint_2(CHILD, ckpt, compilation_cache, NUM_STEPS)
     resumed = train(*setup, num_steps=NUM_STEPS, checkpoint_dir=ckpt, verbose=False)
     assert resumed.resumed_from == int(step)  # the checkpoint written on SIGTERM
     jax.tree.map(np.testing.assert_array_equal, resumed.variables, straight[0].variables)

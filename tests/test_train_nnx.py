@@ -9,10 +9,8 @@ reuse its compiled program.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -22,10 +20,10 @@ import pytest
 import test_train
 from flax import nnx
 from nnx_models import TinyModel, tiny_task
-from test_train import _env, figures
+from test_train import _env, check_nan_guard, figures, sigterm_after_checkpoint_2
 
 import recurrent_zoo as rz
-from recurrent_zoo.train import Checkpointer, NonFiniteLossError, train
+from recurrent_zoo.train import train
 
 NUM_STEPS = 12
 # test_train's persistent compilation cache, autouse here too (the subprocesses share it).
@@ -135,27 +133,7 @@ def test_dropout_is_on_with_a_fresh_mask_each_step_and_lengths_are_passed():
 
 
 def test_nan_guard_stops_naming_the_step_and_keeps_the_last_checkpoint(setup, tmp_path):
-    model, loss_fn, batch_fn, tx = setup
-
-    def poisoned(key, step):  # NaN inputs from step 5 on (same program as the clean runs)
-        batch = batch_fn(key, step)
-        return {**batch, "inputs": batch["inputs"] * (jnp.nan if step >= 5 else 1.0)}
-
-    with pytest.raises(NonFiniteLossError, match=r"at step 5.*last good checkpoint \(step 4\)"):
-        train(
-            model,
-            loss_fn,
-            poisoned,
-            tx,
-            num_steps=NUM_STEPS,
-            checkpoint_dir=tmp_path,
-            checkpoint_every=4,
-            log_every=3,
-            verbose=False,
-        )
-    ckpt = Checkpointer(tmp_path)
-    assert ckpt.latest_step() == 4
-    ckpt.close()
+    check_nan_guard(setup, tmp_path, NUM_STEPS)
 
 
 # -- real processes ------------------------------------------------------------------------
@@ -188,23 +166,7 @@ else:
 
 def test_sigterm_then_resume_continues_exactly(setup, straight, compilation_cache, tmp_path):
     ckpt = tmp_path / "ckpt"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(TESTS), "kill", str(ckpt)],
-        env=_env(compilation_cache),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 300
-    while not (ckpt / "2").is_dir():  # orbax renames the finished checkpoint to its step
-        assert child.poll() is None, child.communicate()[1]
-        assert time.monotonic() < deadline, "no checkpoint of step 2 in time"
-        time.sleep(0.02)
-    child.send_signal(signal.SIGTERM)
-    out, err = child.communicate(timeout=300)
-    assert child.returncode == 0, err
-    _, signum, step = out.split()
-    assert int(signum) == signal.SIGTERM and 2 <= int(step) < NUM_STEPS
+    step = sigterm_after_checkpoint_2(CHILD, ckpt, compilation_cache, NUM_STEPS)
     resumed = train(*setup, num_steps=NUM_STEPS, checkpoint_dir=ckpt, verbose=False)
     assert resumed.resumed_from == int(step)  # the checkpoint written on SIGTERM
     jax.tree.map(np.testing.assert_array_equal, resumed.variables, straight.variables)

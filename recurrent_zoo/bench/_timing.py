@@ -146,7 +146,8 @@ def config(
             q, apply = _peers.build(peer, layer, params["params"])
             impls[peer] = _Jax(q, apply, x)
     times = _measure(impls, args.repeats)
-    resolved = scan.resolve_method(scan_name) if layer_name in LINEAR else "-"
+    structure = "block" if layer_name == "mh_linear" else "diagonal"
+    resolved = scan.resolve_method(scan_name, structure) if layer_name in LINEAR else "-"
     ours = impls["ours"]
     row = {
         "layer": layer_name,

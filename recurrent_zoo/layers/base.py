@@ -111,7 +111,11 @@ def reference_sequence(
 ) -> tuple[Any, Array]:
     """``layer.cell`` looped over time by :func:`scan.scan_cell`: the reference for
     ``layer.sequence``, with the same arguments and results (flat batch, forward time)."""
-    return scan.scan_cell(lambda h, x_t: layer.cell(p, h, x_t), h0, x, resets=resets, mask=mask)
+    tm = time_major
+    h_T, ys = scan.scan_cell(
+        lambda h, x_t: layer.cell(p, h, x_t), h0, tm(x), resets=tm(resets), mask=tm(mask)
+    )
+    return h_T, tm(ys)
 
 
 def apply_sequence(
@@ -169,13 +173,14 @@ def apply_sequence(
             r_ = jnp.concatenate([r_[:, 1:], jnp.zeros_like(r_[:, :1])], axis=1)
             if n_ is not None:
                 r_ = r_ & (jnp.arange(1, T + 1)[None, :] < n_[:, None])
-        x_, r_ = scan.reverse_time(x_, perm), scan.reverse_time(r_, perm)
-    mask = scan.valid_mask(n_, T)
+        x_ = scan.reverse_time(x_, perm, time_axis=1)
+        r_ = scan.reverse_time(r_, perm, time_axis=1)
+    mask = scan.valid_mask(n_, T, time_axis=1)
     h_T, y = (layer.sequence if sequence is None else sequence)(p, x_, h0_, r_, mask)
     if mask is not None:
         y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
     if reverse:
-        y = scan.reverse_time(y, perm)
+        y = scan.reverse_time(y, perm, time_axis=1)
     h_T, y = checks.poison_out_of_range((h_T, y), n_, T)
 
     unflat = lambda a: a.reshape((*batch_shape, *a.shape[1:]))

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from recurrent_zoo import initializers as inits
 from recurrent_zoo import parametrization as lam_param
 from recurrent_zoo import scan
-from recurrent_zoo.layers.base import Joint, LinearReadout, ParamSpec, project
+from recurrent_zoo.layers.base import Joint, LinearReadout, ParamSpec, project, time_major
 
 Array = jax.Array
 
@@ -97,18 +97,20 @@ class ComplexDiagonalRNN(LinearReadout):
     ) -> tuple[Array, Array]:
         """Every step's B x at once, :func:`scan.linear_scan` (or, sequentially, the real
         arithmetic of :meth:`_sequence_split`), every step's readout at once."""
-        if scan.resolve_method(self.scan) == "sequential":
+        kernel = scan.select_kernel(self.scan, "diagonal", complex_state=True)
+        if kernel is scan.Kernel.COMPLEX_SPLIT:
             return self._sequence_split(p, x, h0, resets, mask)
+        tm = time_major
         h_T, hs = scan.linear_scan(
             self.eigenvalues(p),
-            self._inputs(p, x),
+            tm(self._inputs(p, x)),
             h0,
-            resets=resets,
-            mask=mask,
-            method=self.scan,
+            resets=tm(resets),
+            mask=tm(mask),
+            method=kernel.method,
             unroll=self.unroll,
         )
-        return h_T, self._readout(p, hs, x)
+        return h_T, self._readout(p, tm(hs), x)
 
     def _inputs(self, p: dict[str, Array], x: Array) -> Array:
         real = self.real_dtype

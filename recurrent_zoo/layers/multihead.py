@@ -82,19 +82,21 @@ class MultiHeadLinearRNN(LinearReadout):
     ) -> tuple[Array, Array]:
         """Every step's B x at once, :func:`scan.linear_scan` over the heads (one head,
         sequentially: :meth:`_sequence_dense`), every step's readout at once."""
-        if self.num_heads == 1 and scan.resolve_method(self.scan, "block") == "sequential":
+        kernel = scan.select_kernel(self.scan, "dense" if self.num_heads == 1 else "block")
+        if kernel is scan.Kernel.MATMUL_CELL:
             return self._sequence_dense(p, x, h0, resets, mask)
+        tm = time_major
         h_T, hs = scan.linear_scan(
             p["A"].astype(self.state_dtype),
-            self._inputs(p, x),
+            tm(self._inputs(p, x)),
             self._heads(h0),
-            resets=resets,
-            mask=mask,
-            method=self.scan,
+            resets=tm(resets),
+            mask=tm(mask),
+            method=kernel.method,
             structure="block",
             unroll=self.unroll,
         )
-        return h_T.reshape(h0.shape), self._readout(p, hs, x)
+        return h_T.reshape(h0.shape), self._readout(p, tm(hs), x)
 
     def _sequence_dense(self, p, x, h0, resets, mask):
         """One head, sequentially: the linear Elman RNN h_t = h_{t−1} Aᵀ + x_t B, run by

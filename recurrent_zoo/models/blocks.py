@@ -216,7 +216,7 @@ def block_sequence(
     past ``lengths`` zeroed. x [*batch, T, D] → y [*batch, T, D] (or ``(state, y)``)."""
     batch_shape, T, _ = checks.sequence_input(x, "x")
     lengths = checks.lengths(lengths, batch_shape, T)
-    mask = scan.valid_mask(lengths, T)
+    mask = scan.valid_mask(lengths, T, time_axis=-1)
     kw: dict[str, Any] = {"initial_state": initial_state, "resets": resets, "lengths": lengths}
     if reverse:  # only when asked: rz.Bidirectional, say, takes no `reverse`
         kw["reverse"] = True

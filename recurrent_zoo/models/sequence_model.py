@@ -31,7 +31,7 @@ def pool(y: Array, lengths: Array | None, how: str | None) -> Array:
     if lengths is None:
         return jnp.mean(y, axis=-2) if how == "mean" else y[..., -1, :]
     if how == "mean":
-        m = scan.valid_mask(lengths, T)[..., None].astype(y.dtype)
+        m = scan.valid_mask(lengths, T, time_axis=-1)[..., None].astype(y.dtype)
         return jnp.sum(y * m, axis=-2) / jnp.maximum(lengths, 1)[..., None].astype(y.dtype)
     idx = jnp.maximum(lengths - 1, 0)[..., None, None]
     last = jnp.take_along_axis(y, idx, axis=-2)[..., 0, :]

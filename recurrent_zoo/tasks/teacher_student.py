@@ -63,10 +63,10 @@ def make_teacher(
 
 def run_teacher(teacher: Teacher, x: Array) -> Array:
     """y [B, T, d_out] of the teacher on x [B, T, d_in], from h_0 = 0."""
-    u = jnp.einsum("btd,nd->btn", x, teacher.B)[:, :, None, :]
+    u = jnp.einsum("btd,nd->tbn", x, teacher.B)[:, :, None, :]  # time-major, one block
     h0 = jnp.zeros((x.shape[0], 1, teacher.A.shape[0]), u.dtype)
     _, hs = scan.linear_scan(teacher.A[None], u, h0, method="sequential", structure="block")
-    return jnp.einsum("btn,on->bto", hs[:, :, 0], teacher.C) + jnp.einsum(
+    return jnp.einsum("tbn,on->bto", hs[:, :, 0], teacher.C) + jnp.einsum(
         "btd,od->bto", x, teacher.D
     )
 

@@ -46,8 +46,8 @@ def ar1_inputs(
     x0 = jax.random.normal(k0, (batch_size, features))
     eps = jax.random.normal(k1, (batch_size, length, features))
     u = jnp.sqrt(jnp.maximum(1 - rho**2, 0.0)) * eps
-    _, x = scan.linear_scan(jnp.full((features,), rho), u, x0)
-    return x
+    _, x = scan.linear_scan(jnp.full((features,), rho), jnp.swapaxes(u, 0, 1), x0)
+    return jnp.swapaxes(x, 0, 1)
 
 
 def _default_length(lams: np.ndarray) -> int:
