@@ -3,6 +3,8 @@
 >>> import recurrent_zoo as rz
 >>> layer = rz.LRU(hidden_size=64)
 
+``rz.nnx`` holds the Flax NNX twins of the layers and models (it imports ``flax.nnx`` on first use).
+
 The names below load on first use (PEP 562), so that ``import recurrent_zoo`` and the command
 line's ``--help`` and ``list`` do not pay for importing JAX and Flax.
 """
@@ -20,6 +22,7 @@ _SUBMODULES = (
     "diagnostics",
     "embeddings",
     "initializers",
+    "nnx",
     "optim",
     "parametrization",
     "scan",
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
         diagnostics,
         embeddings,
         initializers,
+        nnx,
         optim,
         parametrization,
         scan,
@@ -90,6 +94,7 @@ __all__ = [
     "embeddings",
     "initializers",
     "make_layer",
+    "nnx",
     "optim",
     "parametrization",
     "scan",

@@ -48,11 +48,14 @@ def step_input(x: Any, name: str = "x") -> tuple[tuple[int, ...], int]:
     return tuple(x.shape[:-1]), int(x.shape[-1])
 
 
-def feature_size(seen: int, expected: int, name: str = "x") -> None:
+def feature_size(seen: int, expected: int, name: str = "x", built: str | None = None) -> None:
+    """``seen == expected`` features, else a ValueError naming ``name`` and why ``expected``:
+    ``built`` (e.g. "built with in_features=3"), or by default the inputs the layer was
+    initialised with."""
     if seen != expected:
+        why = built or f"initialised with inputs of {expected} features"
         raise ValueError(
-            f"{name} has {seen} features (last axis), expected {expected}: the layer was "
-            f"initialised with inputs of {expected} features"
+            f"{name} has {seen} features (last axis), expected {expected}: the layer was {why}"
         )
 
 

@@ -84,7 +84,11 @@ def eigenvalue_controlled(nu0: float = 0.0, theta0: float = math.pi) -> Initiali
             .reshape(g.shape)
             .astype(np.float32)
         )
-        out = jax.pure_callback(callback, jax.ShapeDtypeStruct(shape, jnp.float32), g)
+        # The callback runs block by block over leading axes, so a vmapped init (a batch of
+        # models) passes its batch axis straight through.
+        out = jax.pure_callback(
+            callback, jax.ShapeDtypeStruct(shape, jnp.float32), g, vmap_method="expand_dims"
+        )
         return out.astype(dtype)
 
     return init

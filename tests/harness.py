@@ -2,8 +2,10 @@
 
 A :class:`Case` is one layer configuration (a registry name and constructor options) and, for
 layers with a ``scan`` field, one of ``rz.scan.METHODS`` — so backends added later are covered
-without touching the tests. Parameters are drawn once per configuration (they do not depend on the
-scan backend) and every jitted function is cached, so each shape is compiled once per process.
+without touching the tests — run through one front-end: the linen layer, or its NNX twin
+(``rz.nnx``) holding the same variables. Parameters are drawn once per configuration (they do not
+depend on the scan backend or the front-end) and every jitted function is cached, so each shape is
+compiled once per process and front-end.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference as ref
+from flax import nnx
 
 import recurrent_zoo as rz
 
@@ -62,10 +65,14 @@ def has_scan(name: str) -> bool:
     return "scan" in {f.name for f in dataclasses.fields(rz.LAYERS[name])}
 
 
+FRONTENDS = ("linen", "nnx")
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     config: str
     method: str | None = None
+    frontend: str = "linen"
 
     @property
     def name(self) -> str:
@@ -77,13 +84,20 @@ class Case:
 
     @property
     def id(self) -> str:
-        return self.config if self.method is None else f"{self.config}-{self.method}"
+        parts = (self.config, self.method, None if self.frontend == "linen" else self.frontend)
+        return "-".join(p for p in parts if p is not None)
 
     def layer(self, **overrides: Any) -> rz.RecurrentLayer:
         kw = {"hidden_size": N, **self.options, **overrides}
         if self.method is not None:
             kw.setdefault("scan", self.method)
         return rz.make_layer(self.name, **kw)
+
+    def frontend_layer(self) -> Any:
+        """The layer as the front-end has it: the linen layer, or its NNX twin."""
+        if self.frontend == "nnx":
+            return nnx_layer(self, self.variables["params"])
+        return self.layer()
 
     @property
     def d_out(self) -> int:
@@ -134,7 +148,7 @@ class Case:
         return jax.tree.map(np.asarray, out)
 
     def step(self, h, x_t):
-        return jax.tree.map(np.asarray, step_fn(self.config)(self.variables, h, x_t))
+        return jax.tree.map(np.asarray, step_fn(self.config, self.frontend)(self.variables, h, x_t))
 
     def full(self, x, h0, resets=None, lengths=None, reverse=False):
         """The call with every argument given: no resets and full lengths stand in for None."""
@@ -219,12 +233,37 @@ def variables(config: str) -> Any:
 
 
 @functools.cache
-def call_fn(case: Case, reverse: bool) -> Callable[..., Any]:
+def nnx_split(case: Case) -> tuple[nnx.GraphDef, nnx.State]:
+    """The graph and state of the NNX twin of the case's layer (``rz.nnx.from_linen``)."""
+    return nnx.split(rz.nnx.from_linen(case.layer(), case.variables))
+
+
+def nnx_layer(case: Case, params: Any) -> rz.nnx.RecurrentLayer:
+    """The NNX twin holding ``params`` (the linen ``variables["params"]``, traced or not):
+    ``nnx.merge`` of the cached graph with a state filled from them, as inside ``nnx.jit``."""
+    graphdef, template = nnx_split(case)
+    state = jax.tree.map(lambda a: a, template)  # a copy: the template stays concrete
+    nnx.replace_by_pure_dict(state, dict(params))
+    return nnx.merge(graphdef, state)
+
+
+def _runner(case: Case) -> Callable[..., Any]:
+    """``(variables, method, *args, **kwargs)`` → the case's layer applied through its front-end:
+    ``layer.apply`` (linen), or the method of the NNX twin holding the same variables."""
+    if case.frontend == "nnx":
+        return lambda v, method, *a, **kw: getattr(nnx_layer(case, v["params"]), method)(*a, **kw)
     layer = case.layer()
+    return lambda v, method, *a, **kw: layer.apply(v, *a, method=method, **kw)
+
+
+@functools.cache
+def call_fn(case: Case, reverse: bool) -> Callable[..., Any]:
+    run = _runner(case)
 
     def f(v, x, h0, resets, lengths):
-        h, y = layer.apply(
+        h, y = run(
             v,
+            "__call__",
             x,
             initial_state=case.to_layer_state(h0),
             resets=resets,
@@ -238,12 +277,12 @@ def call_fn(case: Case, reverse: bool) -> Callable[..., Any]:
 
 
 @functools.cache
-def step_fn(config: str) -> Callable[..., Any]:
-    case = Case(config)
-    layer = case.layer()
+def step_fn(config: str, frontend: str = "linen") -> Callable[..., Any]:
+    case = Case(config, frontend=frontend)
+    run = _runner(case)
 
     def f(v, h, x_t):
-        h, y = layer.apply(v, case.to_layer_state(h), x_t, method="step")
+        h, y = run(v, "step", case.to_layer_state(h), x_t)
         return case.from_layer_state(h), y
 
     return jit(f)
@@ -257,11 +296,11 @@ def _plain_vjp(run: Callable[..., Any], p, x, h0, ct_h, ct_y) -> tuple[Any, Any]
 @functools.cache
 def vjp_fn(case: Case) -> Callable[..., Any]:
     """The fused call's VJP (see :meth:`Case.vjp`), jitted once per case."""
-    layer = case.layer()
+    apply = _runner(case)
 
     def run(p, x, h0):
-        s, y = layer.apply(
-            {"params": p}, x, initial_state=case.to_layer_state(h0), return_state=True
+        s, y = apply(
+            {"params": p}, "__call__", x, initial_state=case.to_layer_state(h0), return_state=True
         )
         return case.from_layer_state(s), y
 
@@ -377,6 +416,15 @@ CASE_PARAMS = [pytest.param(c, id=c.id) for c in CASES]
 # One case per configuration (the layer's default backend), for checks that do not involve scans.
 CONFIG_PARAMS = [pytest.param(Case(c), id=c) for c in CONFIGS]
 LINEAR_CASE_PARAMS = [p for p in CASE_PARAMS if p.values[0].method is not None]
+# The same cases through every front-end (linen first), for the contract and reference checks.
+FRONTEND_CASE_PARAMS = [
+    pytest.param(c, id=c.id)
+    for f in FRONTENDS
+    for c in (dataclasses.replace(c, frontend=f) for c in CASES)
+]
+FRONTEND_CONFIG_PARAMS = [
+    pytest.param(Case(c, frontend=f), id=Case(c, frontend=f).id) for f in FRONTENDS for c in CONFIGS
+]
 
 
 def inputs(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

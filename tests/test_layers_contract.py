@@ -1,4 +1,5 @@
-"""The sequence/step contract, layer against itself, for every layer × every scan backend."""
+"""The sequence/step contract, layer against itself, for every layer × every scan backend ×
+every front-end (linen, NNX)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,17 @@ import chex
 import jax
 import numpy as np
 import pytest
-from harness import CASE_PARAMS, CONFIG_PARAMS, B, Case, D, N, T, assert_close, inputs
+from harness import (
+    FRONTEND_CASE_PARAMS,
+    FRONTEND_CONFIG_PARAMS,
+    B,
+    Case,
+    D,
+    N,
+    T,
+    assert_close,
+    inputs,
+)
 
 # Resets with 2, 3 and 1 pieces: six pieces in all, run as two padded batches of B = 3.
 RESETS = np.zeros((B, T), bool)
@@ -23,7 +34,7 @@ def _pieces(resets: np.ndarray) -> list[tuple[int, int, int]]:
     return out
 
 
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CASE_PARAMS)
 def test_step_loop_matches_sequence_call(case: Case) -> None:
     x = inputs((B, T, D))
     h0 = case.random_state((B,))
@@ -35,7 +46,7 @@ def test_step_loop_matches_sequence_call(case: Case) -> None:
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CASE_PARAMS)
 def test_resets_equal_separate_pieces(case: Case, reverse: bool) -> None:
     """Each piece between resets runs as its own sequence (from h0: the first, or the last one
     under reverse); the pieces run here as padded sequences of a second call."""
@@ -59,7 +70,7 @@ def test_resets_equal_separate_pieces(case: Case, reverse: bool) -> None:
                 assert_close(h[b], hq[i], f"final state of sequence {b}")
 
 
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CASE_PARAMS)
 def test_lengths_equal_truncated_sequence(case: Case) -> None:
     k = T // 2
     x = inputs((B, T, D))
@@ -77,7 +88,7 @@ def test_lengths_equal_truncated_sequence(case: Case) -> None:
     np.testing.assert_array_equal(np.asarray(y[2]), 0, "outputs at length 0")
 
 
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CASE_PARAMS)
 def test_reverse_equals_flipped_sequence(case: Case) -> None:
     x = inputs((B, T, D))
     h0 = case.random_state((B,))
@@ -87,7 +98,7 @@ def test_reverse_equals_flipped_sequence(case: Case) -> None:
     assert_close(h, h_f, "final state")
 
 
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CASE_PARAMS)
 def test_reverse_under_padding_flips_each_valid_part(case: Case) -> None:
     x = inputs((B, T, D))
     h0 = case.random_state((B,))
@@ -103,7 +114,7 @@ def test_reverse_under_padding_flips_each_valid_part(case: Case) -> None:
     assert_close(h, h_f, "final states")
 
 
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CASE_PARAMS)
 def test_initial_state_carries_a_split_sequence(case: Case) -> None:
     """Running x[:k] then x[k:] from the state reached equals one call (streaming)."""
     k = T // 2
@@ -119,7 +130,7 @@ def test_initial_state_carries_a_split_sequence(case: Case) -> None:
     assert not np.allclose(np.asarray(y0[:, 0]), np.asarray(y1[:, 0]))
 
 
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CASE_PARAMS)
 def test_reset_at_start_drops_initial_state(case: Case) -> None:
     x = inputs((B, T, D))
     resets = np.zeros((B, T), bool)
@@ -131,7 +142,7 @@ def test_reset_at_start_drops_initial_state(case: Case) -> None:
 
 
 @pytest.mark.parametrize("batch_shape", [(), (2, B)], ids=["no-batch", "two-batch-dims"])
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CASE_PARAMS)
 def test_leading_batch_dims(case: Case, batch_shape: tuple[int, ...]) -> None:
     """[*batch, T, D] with no or two batch dims: every row as the reference has it."""
     flat = int(np.prod(batch_shape))
@@ -156,9 +167,9 @@ def test_leading_batch_dims(case: Case, batch_shape: tuple[int, ...]) -> None:
     assert_close(hs, shaped(np.stack([h for h, _ in h1])), "step state")
 
 
-@pytest.mark.parametrize("case", CONFIG_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CONFIG_PARAMS)
 def test_default_initial_state_is_zero(case: Case) -> None:
-    layer = case.layer()
+    layer = case.frontend_layer()
     blocks = case.state_blocks  # the LSTM's state is a pair (c, h) of [*batch, N] arrays
     for batch_shape in [(), (B,), (2, B)]:
         s = layer.initial_state(batch_shape)

@@ -1,16 +1,27 @@
-"""Every layer × every scan backend against the plain NumPy references of tests/reference.py."""
+"""Every layer × every scan backend × every front-end (linen, NNX) against the plain NumPy
+references of tests/reference.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import reference as ref
-from harness import CASE_PARAMS, CONFIG_PARAMS, B, Case, D, N, T, assert_close, inputs
+from harness import (
+    FRONTEND_CASE_PARAMS,
+    FRONTEND_CONFIG_PARAMS,
+    B,
+    Case,
+    D,
+    N,
+    T,
+    assert_close,
+    inputs,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CASE_PARAMS)
 def test_plain_sequence_matches_reference(case: Case) -> None:
     x = inputs((B, T, D))
     h0 = case.random_state((B,))
@@ -30,7 +41,7 @@ patterns = st.tuples(
 )
 
 
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CASE_PARAMS)
 @settings(max_examples=6, deadline=None, derandomize=True)
 @given(pattern=patterns)
 def test_contract_matches_reference(case: Case, pattern) -> None:
@@ -44,7 +55,7 @@ def test_contract_matches_reference(case: Case, pattern) -> None:
     assert_close(h, h_ref, f"final state, resets={resets}, lengths={lengths}, reverse={reverse}")
 
 
-@pytest.mark.parametrize("case", CONFIG_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CONFIG_PARAMS)
 def test_step_matches_reference_step(case: Case) -> None:
     x_t = inputs((B, D), seed=5)
     h = case.random_state((B,), seed=6)
@@ -97,7 +108,7 @@ LOOP_RESETS[1, 4] = True
 LOOP_LENGTHS = np.array([T - 1, T, 3], np.int32)
 
 
-@pytest.mark.parametrize("case", CASE_PARAMS)
+@pytest.mark.parametrize("case", FRONTEND_CASE_PARAMS)
 def test_cell_loop_matches_fused_sequence(case: Case) -> None:
     x = inputs((B, T, D), seed=7)
     h0 = case.random_state((B,), seed=8)

@@ -80,6 +80,25 @@ def test_trains_and_returns_the_trained_module_in_eval_mode(setup, straight):
     assert loss(trained) < 0.8 * loss(before)
 
 
+def test_trains_a_zoo_nnx_sequence_model_whose_checkpoint_the_linen_twin_reads():
+    """``rz.nnx.SequenceModel`` with batch norm and dropout trains in train mode (batch
+    statistics move, dropout on) and comes back in eval mode; its variables are the linen
+    twin's, so ``rz.SequenceModel.apply`` gives the trained module's numbers."""
+    kw = dict(num_layers=1, d_model=4, out_features=1, norm="batch", dropout=0.1)
+    model = rz.nnx.SequenceModel("lru", in_features=3, rngs=nnx.Rngs(0), **kw)
+    batch_fn, loss_fn = tiny_task()
+    r = train(model, loss_fn, batch_fn, rz.optim.make_optimizer(1e-2), num_steps=3, verbose=False)
+    assert all(np.isfinite(rec["last_loss"]) for rec in r.history)
+    assert set(r.variables) == {"params", "batch_stats"}
+    trained = r.model
+    assert np.any(np.asarray(trained.blocks_0.norm.mean[...]) != 0.0)
+    assert trained.blocks_0.dropout.deterministic and trained.blocks_0.norm.use_running_average
+    x = batch_fn(jax.random.key(5), 0)["inputs"]
+    linen = rz.SequenceModel("lru", **kw).apply(rz.nnx.to_linen(trained), x)
+    np.testing.assert_allclose(linen, trained(x), rtol=1e-5, atol=1e-6)
+    jax.tree.map(np.testing.assert_array_equal, rz.nnx.to_linen(trained), r.variables)
+
+
 class Dropped(nnx.Module):
     """y = dropout(x) · w · lengths (lengths must be passed: it is not optional)."""
 

@@ -60,12 +60,7 @@ class RecurrentBlock(nn.Module):
     def __post_init__(self) -> None:
         if not isinstance(self.layer, nn.Module):
             raise TypeError(f"layer must be a flax Module (a zoo layer), got {type(self.layer)}")
-        if self.norm is not None:
-            checks.choice(self.norm, NORMS, "norm")
-        if self.mlp is not None:
-            checks.choice(self.mlp, MLPS, "mlp")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        check_settings(self.norm, self.mlp, self.dropout)
         super().__post_init__()
 
     def initial_state(self, batch_shape: tuple[int, ...] | int = ()) -> Any:
@@ -76,39 +71,34 @@ class RecurrentBlock(nn.Module):
     def _residual(
         self, x: Array, run_layer: Callable[[Array], tuple[Any, Array]], train: bool, mask
     ) -> tuple[Any, Array]:
-        """The block around ``run_layer`` (the sequence call or one step); x [..., D]."""
+        """:func:`residual` with linen submodules; x [..., D]."""
         d = x.shape[-1]
-        norm = lambda name: make_norm(
-            self.norm,
-            name=name,
-            epsilon=self.epsilon,
-            momentum=self.momentum,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        dense = lambda name: nn.Dense(d, dtype=self.dtype, param_dtype=self.param_dtype, name=name)
 
-        h = apply_norm(norm("norm"), x, train=train, mask=mask) if self.prenorm else x
-        state, h = run_layer(h)
-        h = self.activation(h)
-        if self.mlp is not None:
-            if self.prenorm:
-                h = apply_norm(norm("mlp_norm"), h, train=train, mask=mask)
-            if self.mlp == "glu":
-                h = dense("out1")(h) * jax.nn.sigmoid(dense("out2")(h))
-            else:
-                h = dense("out")(h)
-        elif h.shape[-1] != d:
-            raise ValueError(
-                f"with mlp=None the layer's output size must equal the input size for the "
-                f"residual, got {h.shape[-1]} outputs for {d} inputs: set the layer's "
-                f"hidden_size/out_features to {d} or use mlp='glu'"
+        def norm(name: str) -> Callable[[Array], Array] | None:
+            module = make_norm(
+                self.norm,
+                name=name,
+                epsilon=self.epsilon,
+                momentum=self.momentum,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
             )
-        h = nn.Dropout(self.dropout, name="dropout")(h, deterministic=not train)
-        y = x + h.astype(x.dtype)
-        if not self.prenorm:
-            y = apply_norm(norm("norm"), y, train=train, mask=mask)
-        return state, y
+            return (
+                None if module is None else lambda h: apply_norm(module, h, train=train, mask=mask)
+            )
+
+        dense = lambda name: nn.Dense(d, dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+        dropout = nn.Dropout(self.dropout, name="dropout")
+        return residual(
+            x,
+            run_layer,
+            norm=norm,
+            dense=dense,
+            dropout=lambda h: dropout(h, deterministic=not train),
+            mlp=self.mlp,
+            prenorm=self.prenorm,
+            activation=self.activation,
+        )
 
     def __call__(
         self,
@@ -126,20 +116,123 @@ class RecurrentBlock(nn.Module):
         ``train``: dropout on, batch norm from batch statistics (pass ``mutable=["batch_stats"]``).
         Returns y [*batch, T, D], or ``(state, y)`` when ``return_state``.
         """
-        batch_shape, T, _ = checks.sequence_input(x, "x")
-        lengths = checks.lengths(lengths, batch_shape, T)
-        mask = scan.valid_mask(lengths, T, time_axis=-1)
-        kw: dict[str, Any] = {"initial_state": initial_state, "resets": resets, "lengths": lengths}
-        if reverse:  # only when asked: rz.Bidirectional, say, takes no `reverse`
-            kw["reverse"] = True
-        run = lambda h: self.layer(h, return_state=True, **kw)
-        state, y = self._residual(x, run, train, mask)
-        if mask is not None:
-            y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
-        return (state, y) if return_state else y
+        return block_sequence(
+            self.layer,
+            lambda h, run_layer, mask: self._residual(h, run_layer, train, mask),
+            x,
+            initial_state=initial_state,
+            resets=resets,
+            lengths=lengths,
+            reverse=reverse,
+            return_state=return_state,
+        )
 
     def step(self, state: Any, x_t: Array) -> tuple[Any, Array]:
         """One step, ``state, x_t [*batch, D] -> (state, y_t [*batch, D])`` (eval mode: no dropout,
         batch norm from its running averages)."""
-        checks.step_input(x_t, "x_t")
-        return self._residual(x_t, lambda h: self.layer.step(state, h), False, None)
+        return block_step(
+            self.layer.step,
+            lambda h, run_layer: self._residual(h, run_layer, False, None),
+            state,
+            x_t,
+        )
+
+
+# -- the block's data path, for any front-end ------------------------------------------------
+def check_settings(norm: str | None, mlp: str | None, dropout: float) -> None:
+    """The block's ``norm``, ``mlp`` and ``dropout`` settings are valid, else a ValueError."""
+    if norm is not None:
+        checks.choice(norm, NORMS, "norm")
+    if mlp is not None:
+        checks.choice(mlp, MLPS, "mlp")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+
+
+# Each front-end passes its own submodules as callables; the order in which they are called is
+# the one their parameters are created in under linen.
+def residual(
+    x: Array,
+    run_layer: Callable[[Array], tuple[Any, Array]],
+    *,
+    norm: Callable[[str], Callable[[Array], Array] | None],
+    dense: Callable[[str], Callable[[Array], Array]],
+    dropout: Callable[[Array], Array],
+    mlp: str | None,
+    prenorm: bool,
+    activation: Callable[[Array], Array],
+) -> tuple[Any, Array]:
+    """The block around ``run_layer`` (the sequence call or one step), x [..., D] → y [..., D]:
+    ``[norm] → layer → activation → [norm → GLU or Dense] → dropout → + x → [norm]``.
+
+    Args:
+      x: the block's input, features on the last axis.
+      run_layer: h -> (state, layer's output).
+      norm: name ("norm", "mlp_norm") -> the norm of that name applied to h, or None (no norm).
+      dense: name ("out1", "out2", "out") -> the Dense layer of that name (D outputs).
+      dropout: the branch's dropout (identity in eval mode).
+      mlp, prenorm, activation: as :class:`RecurrentBlock`'s.
+
+    Returns:
+      ``(state, y)``.
+    """
+    d = x.shape[-1]
+    pre = norm("norm") if prenorm else None
+    h = x if pre is None else pre(x)
+    state, h = run_layer(h)
+    h = activation(h)
+    if mlp is not None:
+        mid = norm("mlp_norm") if prenorm else None
+        if mid is not None:
+            h = mid(h)
+        if mlp == "glu":
+            h = dense("out1")(h) * jax.nn.sigmoid(dense("out2")(h))
+        else:
+            h = dense("out")(h)
+    elif h.shape[-1] != d:
+        raise ValueError(
+            f"with mlp=None the layer's output size must equal the input size for the "
+            f"residual, got {h.shape[-1]} outputs for {d} inputs: set the layer's "
+            f"hidden_size/out_features to {d} or use mlp='glu'"
+        )
+    y = x + dropout(h).astype(x.dtype)
+    post = None if prenorm else norm("norm")
+    return state, y if post is None else post(y)
+
+
+def block_sequence(
+    layer: Callable[..., tuple[Any, Array]],
+    block: Callable[[Array, Callable[[Array], tuple[Any, Array]], Array | None], tuple[Any, Array]],
+    x: Array,
+    *,
+    initial_state: Any = None,
+    resets: Array | None = None,
+    lengths: Array | None = None,
+    reverse: bool = False,
+    return_state: bool = False,
+) -> Array | tuple[Any, Array]:
+    """The block's sequence call: checks, the padding mask, ``block(x, run_layer, mask)`` (the
+    front-end's :func:`residual`) around ``layer`` (the layer's call, its keywords), outputs
+    past ``lengths`` zeroed. x [*batch, T, D] → y [*batch, T, D] (or ``(state, y)``)."""
+    batch_shape, T, _ = checks.sequence_input(x, "x")
+    lengths = checks.lengths(lengths, batch_shape, T)
+    mask = scan.valid_mask(lengths, T, time_axis=-1)
+    kw: dict[str, Any] = {"initial_state": initial_state, "resets": resets, "lengths": lengths}
+    if reverse:  # only when asked: rz.Bidirectional, say, takes no `reverse`
+        kw["reverse"] = True
+    state, y = block(x, lambda h: layer(h, return_state=True, **kw), mask)
+    if mask is not None:
+        y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
+    return (state, y) if return_state else y
+
+
+def block_step(
+    layer_step: Callable[[Any, Array], tuple[Any, Array]],
+    block: Callable[[Array, Callable[[Array], tuple[Any, Array]]], tuple[Any, Array]],
+    state: Any,
+    x_t: Array,
+) -> tuple[Any, Array]:
+    """One step of the block: ``block(x_t, run_layer)`` (the front-end's :func:`residual` in
+    eval mode) around ``layer_step(state, ·)``; x_t [*batch, D] → (state, y_t [*batch, D])."""
+    checks.step_input(x_t, "x_t")
+    return block(x_t, lambda h: layer_step(state, h))

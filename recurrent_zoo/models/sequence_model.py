@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -80,10 +81,9 @@ class SequenceModel(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     def __post_init__(self) -> None:
-        for name in ("num_layers", "d_model", "out_features"):
-            checks.positive_int(getattr(self, name), name)
-        checks.optional_positive_int(self.vocab_size, "vocab_size")
-        checks.choice(self.pooling, POOLINGS, "pooling")
+        check_settings(
+            self.num_layers, self.d_model, self.out_features, self.vocab_size, self.pooling
+        )
         if isinstance(self.layer, str):
             checks.choice(self.layer, sorted(LAYERS), "layer")
         elif not callable(self.layer):
@@ -138,30 +138,6 @@ class SequenceModel(nn.Module):
         return [self._new_layer().initial_state(batch_shape) for _ in range(self.num_layers)]
 
     # -- calls ---------------------------------------------------------------------------
-    def _encode(self, x: Array, *, step: bool) -> Array:
-        name = "x_t" if step else "x"
-        rank = "[*batch]" if step else "[*batch, T]"
-        if self.vocab_size is not None:
-            if not hasattr(x, "dtype") or not jnp.issubdtype(x.dtype, jnp.integer):
-                raise TypeError(
-                    f"{name} must be int token ids of shape {rank} (vocab_size is set), got "
-                    f"{getattr(x, 'dtype', type(x))}"
-                )
-            return self.encoder(x)
-        if step:
-            checks.step_input(x, name)
-        else:
-            checks.sequence_input(x, name)
-        return self.encoder(x)
-
-    def _check_states(self, states: Any, name: str) -> Sequence[Any]:
-        if not isinstance(states, list | tuple) or len(states) != self.num_layers:
-            raise ValueError(
-                f"{name} must be a list of {self.num_layers} per-layer states, got "
-                f"{type(states).__name__} of length {len(states) if hasattr(states, '__len__') else '?'}"
-            )
-        return states
-
     def __call__(
         self,
         x: Array,
@@ -186,24 +162,18 @@ class SequenceModel(nn.Module):
           y [*batch, T, out_features] (pooling None) or [*batch, out_features]; with
           ``return_state``, ``(states, y)``.
         """
-        h = self._encode(x, step=False)
-        if initial_state is not None:
-            initial_state = self._check_states(initial_state, "initial_state")
-        states = []
-        for i, block in enumerate(self.blocks):
-            s, h = block(
-                h,
-                train=train,
-                initial_state=None if initial_state is None else initial_state[i],
-                resets=resets,
-                lengths=lengths,
-                return_state=True,
-            )
-            states.append(s)
-        if lengths is not None:
-            lengths = jnp.asarray(lengths)
-        y = self.decoder(pool(h, lengths, self.pooling))
-        return (states, y) if return_state else y
+        return stack_sequence(
+            self.encoder,
+            [functools.partial(block, train=train) for block in self.blocks],
+            self.decoder,
+            x,
+            vocab_size=self.vocab_size,
+            pooling=self.pooling,
+            lengths=lengths,
+            resets=resets,
+            initial_state=initial_state,
+            return_state=return_state,
+        )
 
     def step(self, states: Sequence[Any], x_t: Array) -> tuple[list[Any], Array]:
         """One step through the whole stack (eval mode).
@@ -212,12 +182,111 @@ class SequenceModel(nn.Module):
         Returns ``(states, y_t [*batch, out_features])``. Stepping through x gives the sequence
         call's outputs; with ``pooling="last"`` the final step's output is the pooled output.
         """
-        if self.pooling == "mean":
-            raise ValueError("step is not defined for pooling='mean'; use pooling=None or 'last'")
-        states = self._check_states(states, "states")
-        h = self._encode(x_t, step=True)
-        new = []
-        for block, s in zip(self.blocks, states):
-            s, h = block.step(s, h)
-            new.append(s)
-        return new, self.decoder(h)
+        return stack_step(
+            self.encoder,
+            [block.step for block in self.blocks],
+            self.decoder,
+            states,
+            x_t,
+            vocab_size=self.vocab_size,
+            pooling=self.pooling,
+        )
+
+
+# -- the model's data path, for any front-end ------------------------------------------------
+def check_settings(
+    num_layers: int, d_model: int, out_features: int, vocab_size: int | None, pooling: str | None
+) -> None:
+    """The model's sizes are positive ints and ``pooling`` one of :data:`POOLINGS`."""
+    for name, value in (
+        ("num_layers", num_layers),
+        ("d_model", d_model),
+        ("out_features", out_features),
+    ):
+        checks.positive_int(value, name)
+    checks.optional_positive_int(vocab_size, "vocab_size")
+    checks.choice(pooling, POOLINGS, "pooling")
+
+
+def check_input(x: Any, vocab_size: int | None, *, step: bool) -> None:
+    """x is int tokens [*batch, (T)] when ``vocab_size`` is set, else float [*batch, (T,) D]."""
+    name = "x_t" if step else "x"
+    rank = "[*batch]" if step else "[*batch, T]"
+    if vocab_size is not None:
+        if not hasattr(x, "dtype") or not jnp.issubdtype(x.dtype, jnp.integer):
+            raise TypeError(
+                f"{name} must be int token ids of shape {rank} (vocab_size is set), got "
+                f"{getattr(x, 'dtype', type(x))}"
+            )
+    elif step:
+        checks.step_input(x, name)
+    else:
+        checks.sequence_input(x, name)
+
+
+def check_states(states: Any, num_layers: int, name: str) -> Sequence[Any]:
+    """``states`` is a list (or tuple) of ``num_layers`` per-layer states."""
+    if not isinstance(states, list | tuple) or len(states) != num_layers:
+        raise ValueError(
+            f"{name} must be a list of {num_layers} per-layer states, got "
+            f"{type(states).__name__} of length {len(states) if hasattr(states, '__len__') else '?'}"
+        )
+    return states
+
+
+def stack_sequence(
+    encoder: Callable[[Array], Array],
+    blocks: Sequence[Callable[..., tuple[Any, Array]]],
+    decoder: Callable[[Array], Array],
+    x: Array,
+    *,
+    vocab_size: int | None,
+    pooling: str | None,
+    lengths: Array | None = None,
+    resets: Array | None = None,
+    initial_state: Sequence[Any] | None = None,
+    return_state: bool = False,
+) -> Array | tuple[list[Any], Array]:
+    """:class:`SequenceModel`'s call with the front-end's parts: ``encoder`` → each of
+    ``blocks`` (block calls with the layers' keywords) → :func:`pool` → ``decoder``."""
+    check_input(x, vocab_size, step=False)
+    h = encoder(x)
+    if initial_state is not None:
+        initial_state = check_states(initial_state, len(blocks), "initial_state")
+    states = []
+    for i, block in enumerate(blocks):
+        s, h = block(
+            h,
+            initial_state=None if initial_state is None else initial_state[i],
+            resets=resets,
+            lengths=lengths,
+            return_state=True,
+        )
+        states.append(s)
+    if lengths is not None:
+        lengths = jnp.asarray(lengths)
+    y = decoder(pool(h, lengths, pooling))
+    return (states, y) if return_state else y
+
+
+def stack_step(
+    encoder: Callable[[Array], Array],
+    blocks: Sequence[Callable[[Any, Array], tuple[Any, Array]]],
+    decoder: Callable[[Array], Array],
+    states: Sequence[Any],
+    x_t: Array,
+    *,
+    vocab_size: int | None,
+    pooling: str | None,
+) -> tuple[list[Any], Array]:
+    """:class:`SequenceModel`'s step with the front-end's parts (``blocks``: the blocks' steps)."""
+    if pooling == "mean":
+        raise ValueError("step is not defined for pooling='mean'; use pooling=None or 'last'")
+    states = check_states(states, len(blocks), "states")
+    check_input(x_t, vocab_size, step=True)
+    h = encoder(x_t)
+    new = []
+    for step, s in zip(blocks, states):
+        s, h = step(s, h)
+        new.append(s)
+    return new, decoder(h)
