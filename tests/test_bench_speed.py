@@ -160,3 +160,14 @@ def test_default_is_the_quick_size() -> None:
     args = parser.parse_args(["bench", "speed"])
     assert args.lengths is None and speed.QUICK_LENGTHS == (256, 1024)
     assert args.batch == 32 and args.hidden == 256 and args.features == 256
+
+
+def test_bench_speed_races_the_nnx_twin(tmp_path) -> None:
+    """``--peers nnx``: the layer's rz.nnx twin, timed under nnx.jit, gets a ratio row."""
+    code = cli.main(
+        ["bench", "speed", "--out", str(tmp_path), "--layers", "gru", "--lengths", "4",
+         "--batch", "2", "--hidden", "4", "--features", "3", "--repeats", "1", "--peers", "nnx"]
+    )  # fmt: skip
+    assert code == 0
+    (r,) = json.loads((tmp_path / "speed.json").read_text())["results"]["ratios"]
+    assert r["peer"] == "nnx" and r["fwd_x"] > 0 and r["fwd_bwd_x"] > 0 and r["mem_x"] > 0

@@ -36,22 +36,23 @@ import recurrent_zoo as rz
 Array = jax.Array
 Apply = Callable[[Any, Array], Array]
 
-# Which peers each layer is raced against (``ideal`` and ``torch`` are handled separately); a
-# layer that is not (yet) registered in ``rz.LAYERS`` is left out.
+# Which peers each layer is raced against (``ideal``, ``torch`` and ``nnx`` are handled
+# separately); a layer that is not (yet) registered in ``rz.LAYERS`` is left out. ``nnx`` is the
+# zoo's own NNX twin (``rz.nnx.from_linen``) under ``nnx.jit``: it must cost nothing.
 PEERS: dict[str, tuple[str, ...]] = {
     name: peers
     for name, peers in {
-        "lru": ("reference", "scan", "ideal"),
-        "crnn": ("reference", "scan", "ideal"),
-        "mh_linear": ("scan", "ideal"),
-        "rnn": ("flax", "torch", "scan"),
-        "ln_rnn": ("scan",),
-        "gru": ("flax", "torch", "scan"),
-        "lstm": ("flax", "torch", "scan"),
+        "lru": ("reference", "scan", "ideal", "nnx"),
+        "crnn": ("reference", "scan", "ideal", "nnx"),
+        "mh_linear": ("scan", "ideal", "nnx"),
+        "rnn": ("flax", "torch", "scan", "nnx"),
+        "ln_rnn": ("scan", "nnx"),
+        "gru": ("flax", "torch", "scan", "nnx"),
+        "lstm": ("flax", "torch", "scan", "nnx"),
     }.items()
     if name in rz.LAYERS
 }
-ALL_PEERS = ("reference", "scan", "flax", "torch", "ideal")
+ALL_PEERS = ("reference", "scan", "flax", "torch", "ideal", "nnx")
 
 
 def _complex_lambda(layer: rz.ComplexDiagonalRNN, p: dict[str, Array]) -> Array:

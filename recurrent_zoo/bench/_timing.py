@@ -59,6 +59,35 @@ class _Jax:
         self.fb = lambda: self.fb_compiled(params, x)
 
 
+class _Nnx:
+    """The layer's ``rz.nnx`` twin holding the same parameters, called under ``nnx.jit``: the
+    NNX front-end's own cost (its Python graph handling included) on top of the same kernels."""
+
+    def __init__(self, layer: Any, variables: Any, x: Any) -> None:
+        from flax import nnx
+
+        from recurrent_zoo.nnx import from_linen
+
+        model = from_linen(layer, variables)
+
+        def loss(m, x):
+            return jnp.mean(jnp.square(m(x).astype(jnp.float32)))
+
+        fwd, fb = nnx.jit(lambda m, x: m(x)), nnx.jit(nnx.value_and_grad(loss))
+        t, cpu = time.perf_counter(), time.process_time()
+        jax.block_until_ready(fb(model, x))
+        self.compile_s = time.perf_counter() - t
+        self.compile_cpu_s = time.process_time() - cpu
+        jax.block_until_ready(fwd(model, x))
+        # nnx.jit lowers split → jit(merge → call); the same program gives the memory figures.
+        graph, state = nnx.split(model)
+        pure = lambda s, x: loss(nnx.merge(graph, s), x)
+        self.fb_bytes = _peak_bytes(jax.jit(jax.value_and_grad(pure)).lower(state, x).compile())
+        self.fwd_bytes = None
+        self.fwd = lambda: fwd(model, x)
+        self.fb = lambda: fb(model, x)
+
+
 class _Callables:
     """A non-JAX implementation (torch): just the two calls."""
 
@@ -138,6 +167,8 @@ def config(
             continue
         if peer == "ideal":
             impls[peer] = _Ideal(_peers.ideal_pieces(layer, params["params"], x))
+        elif peer == "nnx":
+            impls[peer] = _Nnx(layer, params, x)
         elif peer == "torch":
             if _peers.torch_available() and jax.default_backend() == "cpu":
                 module = _peers.torch_peer(layer, params["params"])

@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--peers",
         nargs="*",
         default=None,
-        help="peers to race (reference, scan, flax, torch, ideal; default all that apply; "
+        help="peers to race (reference, scan, flax, torch, ideal, nnx: the rz.nnx twin; default all "
+        "that apply; "
         "none: ours only)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement")
