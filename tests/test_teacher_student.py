@@ -92,12 +92,80 @@ def test_vmapped_learning_rates_are_independent_runs(tiny):
     np.testing.assert_allclose(alone.final_loss[:, 0], both.final_loss[:, 1], rtol=1e-4)
 
 
+def test_fft_size_is_5_smooth_and_large_enough():
+    for n in (1, 7, 599, 1000, 1023):
+        m = ts._fft_size(n)
+        assert m >= n and m < 2 * n + 2
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        assert m == 1
+    assert ts._fft_size(599) == 600
+
+
+def test_causal_conv_is_the_direct_sum():
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (3, 17, 2)))
+    k = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (2, 17, 4)))
+    want = np.zeros((3, 17, 4))
+    for t in range(17):
+        for s in range(t + 1):
+            want[:, t] += x[:, s] @ k[:, t - s]
+    np.testing.assert_allclose(ts.causal_conv(jnp.asarray(x), jnp.asarray(k)), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [*ts.STUDENTS, "heads"])
+def test_impulse_loss_and_gradient_equal_the_scans(name):
+    """(k_student − k_teacher) ∗ x is the student's error on x: same loss, same gradient."""
+    teacher = ts.make_teacher(jax.random.PRNGKey(3), 0.9, hidden_size=4)
+    student = ts.make_student(name, 0.9, hidden_size=8, num_heads=2)
+    x, y = ts.sample_batch(jax.random.PRNGKey(4), teacher, 5, length=30)
+    p = student.init(jax.random.PRNGKey(5), x[:1])["params"]
+    k_teacher = ts.impulse_response(lambda z: ts.run_teacher(teacher, z), 30, 1)
+
+    def by_scan(p):
+        return ts.loss(student.apply({"params": p}, x), y)
+
+    def by_impulse(p):
+        k = ts.impulse_response(lambda z: student.apply({"params": p}, z), 30, 1)
+        return ts.loss(ts.causal_conv(x, k - k_teacher), 0.0)
+
+    (v1, g1), (v2, g2) = jax.value_and_grad(by_scan)(p), jax.value_and_grad(by_impulse)(p)
+    np.testing.assert_allclose(v2, v1, rtol=1e-5)
+    for name_, a in g1.items():
+        np.testing.assert_allclose(g2[name_], a, rtol=1e-4, atol=1e-5 * float(jnp.abs(a).max()))
+
+
+def test_training_methods_agree_where_training_is_not_chaotic(tiny):
+    """At a small learning rate the two ways of computing the loss train the same students (at
+    large ones float32 rounding differences grow step by step, as between the layer's own scans)."""
+    student, teachers, keys, kw, _ = tiny
+    runs = [
+        ts.train_students(student, teachers, keys, jnp.array([3e-3]), method=m, **kw)
+        for m in ts.METHODS
+    ]
+    np.testing.assert_allclose(runs[0].curve, runs[1].curve, rtol=1e-3)
+    np.testing.assert_allclose(runs[0].final_loss, runs[1].final_loss, rtol=1e-3)
+
+
+def test_given_initial_parameters_are_used(tiny):
+    student, teachers, keys, kw, _ = tiny
+    other = jax.vmap(lambda k: jax.random.fold_in(k, 9))(keys)
+    p = jax.vmap(lambda k: student.init(k, jnp.zeros((1, 20, 1)))["params"])(other)
+    r = ts.train_students(student, teachers, keys, jnp.array([1e-7]), params=p, **kw)
+    # Adam moves each parameter by about the learning rate per step: 40 steps of 1e-7.
+    for a, b in zip(jax.tree.leaves(r.params), jax.tree.leaves(p), strict=True):
+        np.testing.assert_allclose(a[:, 0], b, atol=1e-5)
+    assert not np.allclose(r.params["B_re"][:, 0], tiny[4].params["B_re"][:, 0], atol=1e-2)
+
+
 def test_train_students_rejects_bad_arguments(tiny):
     student, teachers, keys, _, _ = tiny
     with pytest.raises(ValueError, match="learning_rates"):
         ts.train_students(student, teachers, keys, jnp.array([-1.0]), steps=2)
     with pytest.raises(ValueError, match="steps"):
         ts.train_students(student, teachers, keys, jnp.array([1e-2]), steps=0)
+    with pytest.raises(ValueError, match="method"):
+        ts.train_students(student, teachers, keys, jnp.array([1e-2]), steps=2, method="fft")
 
 
 def test_bench_end_to_end(tmp_path, capsys):
