@@ -139,6 +139,40 @@ def make_student(
     raise ValueError(f"student must be one of {[*STUDENTS, 'heads']}, got {name!r}")
 
 
+#: Students whose init :func:`paper_init` changes: the complex diagonal ones and the LRU.
+PAPER_INIT_STUDENTS = ("crnn", "crnn_gamma", "lru")
+
+
+def paper_init(name: str, params: dict[str, Array], key: Array) -> dict[str, Array]:
+    """The student's parameters with B, C and D redrawn as the paper's code draws them.
+
+    For the complex diagonal students and the LRU (:data:`PAPER_INIT_STUDENTS`) the paper's
+    code draws every matrix as N(0, 1)/√(its first axis) in its own layout: B_re, B_im [N, d_in]
+    ~ N(0, 1/N), C_re, C_im [d_out, N] ~ N(0, 1/d_out) and D [d_out, d_in] ~ N(0, 1/d_out);
+    the zoo's layers draw B ~ N(0, 1/(2·d_in)) and C ~ N(0, 1/N). λ and γ keep the zoo's draw
+    (the same ring and phases as the paper's). D here is the layer's element-wise D [d_in], the
+    paper's full matrix when d_in = d_out = 1 (the task's case). Other students come back as
+    they are.
+    """
+    if name not in PAPER_INIT_STUDENTS:
+        return params
+    d_in, n = params["B_re"].shape
+    d_out = params["C_re"].shape[1]
+    if params["D"].shape != (d_in,) or d_in != d_out:
+        raise ValueError(f"paper_init needs d_in = d_out, got d_in={d_in} and d_out={d_out}")
+    kb_re, kb_im, kc_re, kc_im, kd = jax.random.split(key, 5)
+    dtype = params["B_re"].dtype
+    normal = lambda k, shape, var: jax.random.normal(k, shape, dtype) * math.sqrt(var)
+    return {
+        **params,
+        "B_re": normal(kb_re, (d_in, n), 1 / n),
+        "B_im": normal(kb_im, (d_in, n), 1 / n),
+        "C_re": normal(kc_re, (n, d_out), 1 / d_out),
+        "C_im": normal(kc_im, (n, d_out), 1 / d_out),
+        "D": normal(kd, (d_in,), 1 / d_out),
+    }
+
+
 # -- training ----------------------------------------------------------------------------------
 
 
