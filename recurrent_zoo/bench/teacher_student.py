@@ -67,9 +67,9 @@ _PAPER_ABLATION_LOG_LR = {
 }
 
 SIZES = Sizes(
-    steps=Size(400, 10_000, "optimisation steps"),
-    batch_size=Size(32, 128, "sequences per step"),
-    seeds=Size(2, 10, "seeds (a teacher, an init and a data stream each)"),
+    steps=Size(3000, 10_000, "optimisation steps"),
+    batch_size=Size(64, 128, "sequences per step"),
+    seeds=Size(3, 10, "seeds (a teacher, an init and a data stream each)"),
     eval_size=Size(256, 1024, "sequences of the final evaluation"),
     lr_points=Size(
         3, 5, "learning rates per grid, taken from its middle (at most 5; paper protocol: 7)"
