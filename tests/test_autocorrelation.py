@@ -74,6 +74,39 @@ def test_streamed_autocorrelation_equals_the_definition_on_real_text(bert):
     assert stats["C"][0] > stats["C"][1] > 0  # the white-noise spike, then a positive tail
 
 
+def test_log_space_fit_recovers_an_exponential_and_weighs_the_tail():
+    lags = np.arange(300)
+    fit = ac.fit_autocorrelation(0.05 * 0.99**lags)["log_single_exponential"]
+    assert fit["rho"] == pytest.approx(0.99, abs=1e-9) and fit["c"] == pytest.approx(0.05)
+    assert fit["lags_fitted"] == 300
+    # With a white-noise spike at Δ = 0, least squares on C chases the spike; the log fit
+    # follows the 299 lags of the tail.
+    spiked = np.where(lags == 0, 1.0, 0.0) + 0.05 * 0.99**lags
+    fits = ac.fit_autocorrelation(spiked)
+    assert abs(fits["log_single_exponential"]["rho"] - 0.99) < 1e-3
+    assert abs(fits["single_exponential"]["rho"] - 0.99) > 1e-2
+
+
+def test_padded_estimator_averages_over_the_padding_too(bert):
+    """--protocol paper: every position of each window counts, the [PAD] embeddings included;
+    empty rows (the last batch's filler) do not."""
+    K, L = 20, 64
+    kwargs = dict(bert=bert, split="validation", length=L, max_tokens=3000)
+    batches = list(rz.data.iter_batches(batch_size=8, **kwargs))
+    batches.append((np.zeros((2, L), np.int32), np.zeros((2, L), bool)))  # a filler batch
+    masks = np.concatenate([m for _, m in batches])
+    assert not masks.all() and masks.any(-1).sum() < len(masks)  # padding and empty rows
+    stats = ac.embedding_autocorrelation(iter(batches), bert, K, padded=True)
+    ids = np.concatenate([i for i, _ in batches])
+    full = ac.padded_mask(masks)
+    np.testing.assert_allclose(
+        stats["C"], direct_C(np.asarray(bert.embed(ids)), full, K), rtol=1e-4, atol=1e-6
+    )
+    masked = ac.embedding_autocorrelation(iter(batches), bert, K)
+    assert not np.allclose(stats["C"], masked["C"], rtol=1e-3)
+    assert stats["tokens"] == masked["tokens"] == masks.sum()
+
+
 def test_contextual_path_runs_the_encoder():
     full = rz.embeddings.load_bert()
     batches = list(rz.data.iter_batches(bert=full, split="validation", length=32, max_tokens=200))

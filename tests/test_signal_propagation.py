@@ -116,6 +116,35 @@ def test_bench_end_to_end_shows_the_curse_of_memory(tmp_path, capsys):
     assert "grad lambda" in capsys.readouterr().out
 
 
+def test_block_outputs_include_the_residual(tmp_path):
+    """Both activities are reported; the block's is E[(x + branch)²] of each residual block,
+    which --protocol paper plots (the paper's quantity)."""
+    import jax
+
+    from recurrent_zoo.bench import signal_propagation as sp
+
+    argv = ["bench", "signal-propagation", "--out", str(tmp_path), "--layers", "gru"]
+    argv += ["--norms", "none", "--T", "1", "100", "--num-sequences", "4", "--length", "16"]
+    argv += ["--d-model", "8", "--d-in", "4", "--protocol", "paper"]
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "signal-propagation.json").read_text())
+    assert (tmp_path / "signal-propagation.png").stat().st_size > 0
+    for r in record["results"]["records"]:
+        assert len(r["block_activity"]) == 4 and r["block_activity"] != r["activity"]
+    assert "block output(last)" in record["results"]["growth"][0]
+
+    model = sp.make_model("gru", 10.0, "none", 8, 4)
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 16, 4))
+    variables = model.init(jax.random.PRNGKey(1), x)
+    m = sp.measure(model, variables, x, "gru", "none")
+    _, state = model.apply(variables, x, capture_intermediates=True)
+    inter = state["intermediates"]
+    outs = [inter[k]["__call__"][0] for k in sorted(inter) if k.startswith("blocks")]
+    outs = [o[-1] if isinstance(o, tuple) else o for o in outs]  # (state, y) or y
+    want = [float(jnp.mean(jnp.square(o))) for o in outs]
+    np.testing.assert_allclose(m["block_activity"], want, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "bad",
     [

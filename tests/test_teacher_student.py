@@ -92,12 +92,80 @@ def test_vmapped_learning_rates_are_independent_runs(tiny):
     np.testing.assert_allclose(alone.final_loss[:, 0], both.final_loss[:, 1], rtol=1e-4)
 
 
+def test_fft_size_is_5_smooth_and_large_enough():
+    for n in (1, 7, 599, 1000, 1023):
+        m = ts._fft_size(n)
+        assert m >= n and m < 2 * n + 2
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        assert m == 1
+    assert ts._fft_size(599) == 600
+
+
+def test_causal_conv_is_the_direct_sum():
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (3, 17, 2)))
+    k = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (2, 17, 4)))
+    want = np.zeros((3, 17, 4))
+    for t in range(17):
+        for s in range(t + 1):
+            want[:, t] += x[:, s] @ k[:, t - s]
+    np.testing.assert_allclose(ts.causal_conv(jnp.asarray(x), jnp.asarray(k)), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [*ts.STUDENTS, "heads"])
+def test_impulse_loss_and_gradient_equal_the_scans(name):
+    """(k_student − k_teacher) ∗ x is the student's error on x: same loss, same gradient."""
+    teacher = ts.make_teacher(jax.random.PRNGKey(3), 0.9, hidden_size=4)
+    student = ts.make_student(name, 0.9, hidden_size=8, num_heads=2)
+    x, y = ts.sample_batch(jax.random.PRNGKey(4), teacher, 5, length=30)
+    p = student.init(jax.random.PRNGKey(5), x[:1])["params"]
+    k_teacher = ts.impulse_response(lambda z: ts.run_teacher(teacher, z), 30, 1)
+
+    def by_scan(p):
+        return ts.loss(student.apply({"params": p}, x), y)
+
+    def by_impulse(p):
+        k = ts.impulse_response(lambda z: student.apply({"params": p}, z), 30, 1)
+        return ts.loss(ts.causal_conv(x, k - k_teacher), 0.0)
+
+    (v1, g1), (v2, g2) = jax.value_and_grad(by_scan)(p), jax.value_and_grad(by_impulse)(p)
+    np.testing.assert_allclose(v2, v1, rtol=1e-5)
+    for name_, a in g1.items():
+        np.testing.assert_allclose(g2[name_], a, rtol=1e-4, atol=1e-5 * float(jnp.abs(a).max()))
+
+
+def test_training_methods_agree_where_training_is_not_chaotic(tiny):
+    """At a small learning rate the two ways of computing the loss train the same students (at
+    large ones float32 rounding differences grow step by step, as between the layer's own scans)."""
+    student, teachers, keys, kw, _ = tiny
+    runs = [
+        ts.train_students(student, teachers, keys, jnp.array([3e-3]), method=m, **kw)
+        for m in ts.METHODS
+    ]
+    np.testing.assert_allclose(runs[0].curve, runs[1].curve, rtol=1e-3)
+    np.testing.assert_allclose(runs[0].final_loss, runs[1].final_loss, rtol=1e-3)
+
+
+def test_given_initial_parameters_are_used(tiny):
+    student, teachers, keys, kw, _ = tiny
+    other = jax.vmap(lambda k: jax.random.fold_in(k, 9))(keys)
+    p = jax.vmap(lambda k: student.init(k, jnp.zeros((1, 20, 1)))["params"])(other)
+    r = ts.train_students(student, teachers, keys, jnp.array([1e-7]), params=p, **kw)
+    # Adam moves each parameter by about the learning rate per step: 40 steps of 1e-7.
+    for a, b in zip(jax.tree.leaves(r.params), jax.tree.leaves(p), strict=True):
+        np.testing.assert_allclose(a[:, 0], b, atol=1e-5)
+    assert not np.allclose(r.params["B_re"][:, 0], tiny[4].params["B_re"][:, 0], atol=1e-2)
+
+
 def test_train_students_rejects_bad_arguments(tiny):
     student, teachers, keys, _, _ = tiny
     with pytest.raises(ValueError, match="learning_rates"):
         ts.train_students(student, teachers, keys, jnp.array([-1.0]), steps=2)
     with pytest.raises(ValueError, match="steps"):
         ts.train_students(student, teachers, keys, jnp.array([1e-2]), steps=0)
+    with pytest.raises(ValueError, match="method"):
+        ts.train_students(student, teachers, keys, jnp.array([1e-2]), steps=2, method="fft")
 
 
 def test_bench_end_to_end(tmp_path, capsys):
@@ -166,3 +234,83 @@ def test_bad_options_exit_2(bad, tmp_path, capsys):
 
 def test_optax_is_the_optimizer():
     assert isinstance(ts.cosine_adam(1e-3, 5), optax.GradientTransformation)
+
+
+# -- the paper's protocol -------------------------------------------------------------------------
+def test_paper_protocol_grids_and_sizes():
+    paper = _resolve("--protocol", "paper")
+    assert paper["protocol"] == "paper" and _resolve()["protocol"] == "zoo"
+    assert bench._lr_grid("block2", 5, "paper") == pytest.approx([1e-2, 10**-2.5, 1e-3, 10**-3.5])
+    assert bench._lr_grid("crnn", 7, "paper", "ablation") == pytest.approx(
+        [10.0**-g for g in (1, 1.5, 2, 2.5, 3, 3.5, 4)]
+    )
+    assert bench._lr_grid("heads8", 5, "paper", "heads") == pytest.approx(
+        [0.032 / 10**0.005, 1e-2, 10**-2.5, 1e-3, 1e-4], rel=0.02
+    )
+    assert bench._lr_grid("lru", 5, "paper") == bench._lr_grid("lru", 5)
+    # --full takes every point of the paper's grids; 7 only where a grid has 7.
+    assert _resolve("--protocol", "paper", "--full")["lr_points"] == 5
+    assert _resolve("--protocol", "paper", "--full", "--mode", "ablation")["lr_points"] == 7
+    assert _resolve("--protocol", "paper", "--mode", "ablation", "--lr-points", "7")
+    with pytest.raises(bench.UsageError, match="lr-points"):
+        _resolve("--protocol", "paper", "--lr-points", "6")
+
+
+def test_paper_protocol_shares_one_teacher():
+    shared, keys = bench._teachers(0, 0.5, 3, shared=True)
+    own, keys2 = bench._teachers(0, 0.5, 3)
+    np.testing.assert_array_equal(keys, keys2)
+    for leaf in shared:
+        assert all(np.array_equal(leaf[0], leaf[s]) for s in (1, 2))
+    assert not np.array_equal(own.A[0], own.A[1])
+    np.testing.assert_array_equal(shared.A[0], own.A[0])
+
+
+def test_summaries_of_both_protocols():
+    final = np.array([[1e-4, 1e-2], [1e-4, 2e-2], [1e4, 1e-2]])
+    lrs = [0.1, 0.01]
+    # Zoo: mean of log final loss; the third seed's failure costs the first rate, not the second.
+    zoo = bench._summary(final, lrs)
+    assert zoo["best_lr"] == 0.01 and "mean" not in zoo
+    # Paper: arithmetic mean of the training loss, NaN runs dropped.
+    train = np.array([[1e-4, 1e-3], [np.nan, 1e-3], [3e-4, 1e-3]])
+    paper = bench._summary(final, lrs, train)
+    assert paper["best_lr"] == 0.1 and paper["mean"] == pytest.approx(2e-4)
+    assert paper["losses"][1] == np.inf and paper["min"] == 1e-4
+    assert paper["final_losses"] == [1e-4, 1e-4, 1e4]
+
+
+@pytest.mark.parametrize("name", ["crnn", "lru"])
+def test_paper_init_draws_b_c_d_as_the_papers_code(name):
+    student = ts.make_student(name, 0.9, hidden_size=512)
+    p = student.init(jax.random.PRNGKey(0), jnp.zeros((1, 3, 1)))["params"]
+    q = ts.paper_init(name, p, jax.random.PRNGKey(1))
+    assert set(q) == set(p) and all(q[k].shape == p[k].shape for k in p)
+    for k in ("B_re", "B_im"):  # N(0, 1/N), the zoo's N(0, 1/2)
+        assert np.var(q[k]) == pytest.approx(1 / 512, rel=0.2)
+        assert np.var(p[k]) == pytest.approx(1 / 2, rel=0.2)
+    for k in ("C_re", "C_im"):  # N(0, 1/d_out) = N(0, 1), the zoo's N(0, 1/N)
+        assert np.var(q[k]) == pytest.approx(1.0, rel=0.2)
+    assert not np.array_equal(q["D"], p["D"])
+    for k in set(p) - {"B_re", "B_im", "C_re", "C_im", "D"}:  # λ (and γ) stay the zoo's draw
+        np.testing.assert_array_equal(q[k], p[k])
+
+
+def test_paper_init_leaves_the_other_students():
+    student = ts.make_student("block2", 0.9, hidden_size=8)
+    p = student.init(jax.random.PRNGKey(0), jnp.zeros((1, 3, 1)))["params"]
+    assert ts.paper_init("block2", p, jax.random.PRNGKey(1)) is p
+
+
+def test_bench_paper_protocol_end_to_end(tmp_path, capsys):
+    argv = ["bench", "teacher-student", "--out", str(tmp_path), "--models", "lru", "rnn"]
+    argv += ["--nu0", "0.5", "--steps", "4", "--seeds", "2", "--batch-size", "2"]
+    argv += ["--length", "12", "--eval-size", "4", "--lr-points", "2", "--hidden-size", "4"]
+    argv += ["--protocol", "paper"]
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "teacher-student.json").read_text())
+    assert record["results"]["config"]["protocol"] == "paper"
+    for r in record["results"]["runs"]:
+        assert r["best_lr"] in r["learning_rates"] and len(r["final_losses"]) == 2
+        assert r["min"] <= r["mean"] <= r["max"]
+    assert "loss (mean)" in capsys.readouterr().out

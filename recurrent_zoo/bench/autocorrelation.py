@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from recurrent_zoo.bench import _common
-from recurrent_zoo.cli.options import Size, Sizes, add_text_source
+from recurrent_zoo.cli.options import Size, Sizes, add_protocol, add_text_source
 from recurrent_zoo.cli.usage import UsageError
 
 NAME = "autocorrelation"
@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32, help="windows per batch")
     SIZES.add_arguments(parser)
+    add_protocol(
+        parser,
+        "C(Δ) averaged over every position of each window, the padding's embeddings included; "
+        "the log-space fit is reported with the others either way",
+    )
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -96,7 +101,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             split=args.split,
             max_tokens=max_tokens,
         )
-        stats = embedding_autocorrelation(batches, bert, args.max_lag, args.contextual)
+        padded = getattr(args, "protocol", "zoo") == "paper"
+        stats = embedding_autocorrelation(
+            batches, bert, args.max_lag, args.contextual, padded=padded
+        )
     except (FileNotFoundError, ConnectionError) as e:
         raise UsageError(str(e)) from e
     except ValueError as e:
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "model": str(bert.path),
         "hidden_size": bert.hidden_size,
         "representation": "encoder output" if args.contextual else "embedding layer",
+        "estimator": "padded windows, padding included" if padded else "real tokens only",
         "source": data.source_description(args.source),
         "max_tokens": max_tokens,
         "lags": np.arange(args.max_lag + 1),
@@ -125,6 +134,7 @@ def _summary(r: dict[str, Any]) -> str:
     for name, fit in (
         ("a·[Δ=0] + c·ρ^Δ", r["white_plus_exponential"]),
         ("c·ρ^Δ", r["single_exponential"]),
+        ("c·ρ^Δ on log10 C", r["log_single_exponential"]),
     ):
         rows.append(
             {
@@ -139,7 +149,8 @@ def _summary(r: dict[str, Any]) -> str:
     C = r["C"]
     lags = [d for d in (0, 1, 2, 5, 10, 50, 100, 200, len(C) - 1) if d < len(C)]
     head = (
-        f"{r['representation']} of {r['model']} (d={r['hidden_size']}) on {r['source']}: "
+        f"{r['representation']} of {r['model']} (d={r['hidden_size']}) on {r['source']} "
+        f"({r['estimator']}): "
         f"{r['tokens']:,} tokens in {r['sequences']} windows, {r['seconds']:.1f} s, "
         f"{r['tokens_per_second']:,.0f} tokens/s"
     )
@@ -174,6 +185,13 @@ def _plot(r: dict[str, Any], out: str) -> None:
             (one["c"] * one["rho"] ** lags)[:upto],
             "C3--",
             label=f"c·ρ^Δ: c={one['c']:.3g}, ρ={one['rho']:.5f}",
+        )
+        log = r["log_single_exponential"]
+        ax.semilogy(
+            lags[:upto],
+            (log["c"] * log["rho"] ** lags)[:upto],
+            "C2:",
+            label=f"c·ρ^Δ on log10 C: c={log['c']:.3g}, ρ={log['rho']:.5f}",
         )
         ax.set_xlabel("Δ (tokens)")
         ax.grid(True, which="both", alpha=0.3)

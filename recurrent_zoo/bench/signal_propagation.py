@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from recurrent_zoo.bench import _common
-from recurrent_zoo.cli.options import Size, Sizes, add_layers
+from recurrent_zoo.cli.options import Size, Sizes, add_layers, add_protocol
 from recurrent_zoo.cli.usage import UsageError
 
 if TYPE_CHECKING:
@@ -91,9 +91,11 @@ def make_model(layer: str, T: float, norm: str, d_model: int, d_in: int):
 
 
 def measure(model, variables, x: jax.Array, layer: str, norm: str) -> dict[str, Any]:
-    """Activity per recurrent layer and mean squared gradient per group, at ``variables``."""
+    """Activity per recurrent layer (its own output, and its block's output including the
+    residual) and mean squared gradient per group, at ``variables``."""
     from recurrent_zoo.diagnostics import activity, gradient_by_group, name_groups
     from recurrent_zoo.layers import RecurrentLayer
+    from recurrent_zoo.models import RecurrentBlock
 
     # Batch norm at init uses the batch's statistics (train mode), as in a first training step.
     kw = {"train": True, "mutable": ["batch_stats"]} if norm == "batch" else {}
@@ -103,10 +105,15 @@ def measure(model, variables, x: jax.Array, layer: str, norm: str) -> dict[str, 
         return out[0] if kw else out
 
     act = activity(model, variables, x, modules=RecurrentLayer, **kw)
+    blocks = activity(model, variables, x, modules=RecurrentBlock, **kw)
     grads = gradient_by_group(
         lambda p: loss(predict(p), x), variables["params"], name_groups(**GROUPS[layer])
     )
-    return {"activity": list(act.values()), "gradients": grads}
+    return {
+        "activity": list(act.values()),
+        "block_activity": list(blocks.values()),
+        "gradients": grads,
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +142,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rho", type=float, default=0.9, help="autocorrelation of the AR(1) inputs (default 0.9)"
     )
     SIZES.add_arguments(parser)
+    add_protocol(
+        parser,
+        "panel A plots each block's output, residual included, as the paper's figure does; "
+        "both activities are in the table and the JSON either way",
+    )
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
@@ -198,6 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "T": T,
             "nu0": nu0,
             "activity": [float(a) for a in m["activity"]],
+            "block_activity": [float(a) for a in m["block_activity"]],
             "gradients": {g: float(v) for g, v in m["gradients"].items()},
         }
         records.append(rec)
@@ -207,6 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "norm": norm,
                 "nu0": nu0,
                 **{f"act{j}": a for j, a in enumerate(rec["activity"])},
+                **{f"block{j}": a for j, a in enumerate(rec["block_activity"])},
                 **{f"g_{g}": v for g, v in rec["gradients"].items()},
             }
         )
@@ -219,30 +233,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"total {seconds:.1f}s")
     results = {"config": cfg, "records": records, "growth": growth, "seconds": seconds}
     _common.write_json(args.out, NAME, _common.args_dict(args), results)
-    _plot(records, cfg, args.out)
+    _plot(records, cfg, args.out, getattr(args, "protocol", "zoo"))
     return results
 
 
 def _column_order(c: str) -> tuple[int, str]:
-    return ({"layer": 0, "norm": 1, "nu0": 2}.get(c, 3 if c.startswith("act") else 4), c)
+    rank = 3 if c.startswith("act") else 4 if c.startswith("block") else 5
+    return ({"layer": 0, "norm": 1, "nu0": 2}.get(c, rank), c)
 
 
 def growth_factors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (layer, norm): value at the largest ν0 over value at the smallest, for the last
-    layer's activity and each gradient group."""
+    layer's activity (its own output, and its block's with the residual) and each gradient
+    group."""
     out = []
     for key in dict.fromkeys((r["layer"], r["norm"]) for r in records):
         rs = sorted((r for r in records if (r["layer"], r["norm"]) == key), key=lambda r: r["nu0"])
         lo, hi = rs[0], rs[-1]
         row = {"layer": key[0], "norm": key[1], "nu0": f"{lo['nu0']:.3g}→{hi['nu0']:.3g}"}
         row["activity(last layer)"] = hi["activity"][-1] / lo["activity"][-1]
+        if "block_activity" in lo:
+            row["block output(last)"] = hi["block_activity"][-1] / lo["block_activity"][-1]
         for g in lo["gradients"]:
             row[f"grad {g}"] = hi["gradients"][g] / lo["gradients"][g]
         out.append(row)
     return out
 
 
-def _plot(records: list[dict[str, Any]], cfg: dict[str, Any], out: str) -> None:
+def _plot(
+    records: list[dict[str, Any]], cfg: dict[str, Any], out: str, protocol: str = "zoo"
+) -> None:
     import numpy as np
     from matplotlib.ticker import NullLocator
 
@@ -262,9 +282,12 @@ def _plot(records: list[dict[str, Any]], cfg: dict[str, Any], out: str) -> None:
     for j, layer in enumerate(layers):
         x, rs = series(layer, base)
         ax = axes[0, j]
+        # The paper's panel A is each block's output, residual included; the zoo's the layer's.
+        which = "block_activity" if protocol == "paper" else "activity"
         for k in range(NUM_LAYERS):
-            ax.plot(x, [r["activity"][k] for r in rs], "o-", label=f"layer {k + 1}")
-        ax.set_title(f"A  {layer}: activity E[y²] (norm {base})", fontsize=9)
+            ax.plot(x, [r[which][k] for r in rs], "o-", label=f"layer {k + 1}")
+        what = "block output" if protocol == "paper" else "activity"
+        ax.set_title(f"A  {layer}: {what} E[y²] (norm {base})", fontsize=9)
         ax = axes[1, j]
         for g in rs[0]["gradients"]:
             ax.plot(x, [r["gradients"][g] for r in rs], "o-", label=g)

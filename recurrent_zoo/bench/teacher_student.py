@@ -8,6 +8,11 @@ loss over seeds. Modes:
 * ``sweep``: final loss against ν0 for each student (Fig. 3A);
 * ``ablation``: every student at ν0 = 0.99 (Fig. 3B);
 * ``heads``: the linear RNN with 1 … 32 heads of 64 units at ν0 = 0.99 (Fig. 11).
+
+``--protocol paper`` takes the paper's code's choices instead of the zoo's: one teacher for all
+seeds, the best learning rate by the arithmetic mean over seeds of the last 100 steps' training
+loss (NaN runs dropped; heads: of the final loss, the paper's validation loss), the paper's B, C,
+D draws for the complex diagonal students and the LRU, and its learning-rate grids.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 from typing import Any
 
 from recurrent_zoo.bench import _common
-from recurrent_zoo.cli.options import Size, Sizes
+from recurrent_zoo.cli.options import Size, Sizes, add_protocol
 from recurrent_zoo.cli.usage import UsageError
 
 NAME = "teacher-student"
@@ -45,12 +50,30 @@ _LOG_LR = {
     "lru": (-0.5, -1.0, -1.5, -2.0, -2.5),
 }
 
+# The paper's code's grids (its sweep files), log10 of the peak. Block-diagonal and complex
+# diagonal students: 1e-2 … 3.2e-4, in the ablation 0.1 … 1e-4 for the complex ones; heads
+# {0.032, 0.01, 0.0032, 0.001, 1e-4}. The dense RNN's and the LRU's are the zoo's.
+_PAPER_LOG_LR = {
+    **_LOG_LR,
+    "block2": (-2.0, -2.5, -3.0, -3.5),
+    "block2_128": (-2.0, -2.5, -3.0, -3.5),
+    "heads": (-1.5, -2.0, -2.5, -3.0, -4.0),
+    "crnn": (-2.0, -2.5, -3.0, -3.5),
+    "crnn_gamma": (-2.0, -2.5, -3.0, -3.5),
+}
+_PAPER_ABLATION_LOG_LR = {
+    "crnn": (-1.0, -1.5, -2.0, -2.5, -3.0, -3.5, -4.0),
+    "crnn_gamma": (-1.0, -1.5, -2.0, -2.5, -3.0, -3.5, -4.0),
+}
+
 SIZES = Sizes(
-    steps=Size(400, 10_000, "optimisation steps"),
-    batch_size=Size(32, 128, "sequences per step"),
-    seeds=Size(2, 10, "seeds (a teacher, an init and a data stream each)"),
+    steps=Size(3000, 10_000, "optimisation steps"),
+    batch_size=Size(64, 128, "sequences per step"),
+    seeds=Size(3, 10, "seeds (a teacher, an init and a data stream each)"),
     eval_size=Size(256, 1024, "sequences of the final evaluation"),
-    lr_points=Size(3, 5, "learning rates per grid, taken from its middle (at most 5)"),
+    lr_points=Size(
+        3, 5, "learning rates per grid, taken from its middle (at most 5; paper protocol: 7)"
+    ),
 )
 _QUICK_NU0 = (0.36, 0.84, 0.96, 0.99)
 _QUICK_MODELS = ("rnn", "block2", "lru")
@@ -82,6 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hidden-size", type=int, default=64, help="student units (default 64, the paper's)"
     )
+    add_protocol(
+        parser,
+        "one teacher for all seeds; best learning rate by the arithmetic mean of the last 100 "
+        "steps' training loss, NaN runs dropped; B, C, D of crnn, crnn_gamma and lru drawn as "
+        "the paper does; its learning-rate grids; with --full every point of them",
+    )
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,8 +120,12 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("length", "hidden_size"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if cfg["lr_points"] > 5:
-        raise UsageError(f"--lr-points must be in 1..5, got {cfg['lr_points']}")
+    protocol = getattr(args, "protocol", "zoo")
+    most = max(map(len, _grids(protocol, args.mode).values()))
+    if cfg["lr_points"] > most:
+        raise UsageError(f"--lr-points must be in 1..{most}, got {cfg['lr_points']}")
+    if protocol == "paper" and args.full and args.lr_points is None:
+        cfg["lr_points"] = most
 
     if args.mode == "heads":
         bad = [h for h in HEADS if args.hidden_size % h]
@@ -121,11 +154,20 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     if args.mode == "ablation" and args.nu0:
         raise UsageError("--nu0 is fixed to 0.99 in --mode ablation")
     cfg["models"], cfg["nu0"] = models, [float(v) for v in nu0s]
+    cfg["protocol"] = protocol
     return cfg
 
 
-def _lr_grid(model: str, n: int) -> list[float]:
-    grid = _LOG_LR["heads" if model.startswith("heads") else model]
+def _grids(protocol: str, mode: str) -> dict[str, tuple[float, ...]]:
+    if protocol == "zoo":
+        return _LOG_LR
+    return {**_PAPER_LOG_LR, **(_PAPER_ABLATION_LOG_LR if mode == "ablation" else {})}
+
+
+def _lr_grid(model: str, n: int, protocol: str = "zoo", mode: str = "sweep") -> list[float]:
+    """The middle ``n`` points (all, if fewer) of the model's grid, largest first."""
+    grid = _grids(protocol, mode)["heads" if model.startswith("heads") else model]
+    n = min(n, len(grid))
     start = (len(grid) - n) // 2
     return [10.0**g for g in grid[start : start + n]]
 
@@ -138,8 +180,9 @@ def _student(model: str, nu0: float, hidden_size: int):
     return ts.make_student(model, nu0, hidden_size=hidden_size)
 
 
-def _teachers(seed: int, nu0: float, num_seeds: int) -> tuple[Any, Any]:
-    """Per seed s: a teacher and a training key, both from fold_in(PRNGKey(seed), s)."""
+def _teachers(seed: int, nu0: float, num_seeds: int, shared: bool = False) -> tuple[Any, Any]:
+    """Per seed s: a teacher and a training key, both from fold_in(PRNGKey(seed), s); with
+    ``shared`` (the paper's protocol) every seed gets seed 0's teacher."""
     import jax
     import jax.numpy as jnp
 
@@ -148,29 +191,65 @@ def _teachers(seed: int, nu0: float, num_seeds: int) -> tuple[Any, Any]:
     teachers, keys = [], []
     for s in range(num_seeds):
         k_teacher, k_train = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), s))
-        teachers.append(ts.make_teacher(k_teacher, nu0))
+        if shared and teachers:
+            teachers.append(teachers[0])
+        else:
+            teachers.append(ts.make_teacher(k_teacher, nu0))
         keys.append(k_train)
     return jax.tree.map(lambda *a: jnp.stack(a), *teachers), jnp.stack(keys)
 
 
-def _summary(final: Any, lrs: list[float]) -> dict[str, Any]:
-    """Best learning rate: lowest mean over seeds of log final loss (diverged runs lose);
-    ``final`` [seed, lr]."""
+def _paper_params(model: str, student: Any, keys: Any, length: int) -> Any:
+    """Per seed, the student's init with the paper's B, C, D draws (:func:`ts.paper_init`),
+    stacked [S, ...]; None for the students the paper draws as the zoo does."""
+    import jax
+    import jax.numpy as jnp
+
+    from recurrent_zoo.tasks import teacher_student as ts
+
+    if model not in ts.PAPER_INIT_STUDENTS:
+        return None
+    x0 = jnp.zeros((1, length, 1))
+    params = []
+    for k in keys:
+        k_init, k_paper = jax.random.split(jax.random.fold_in(k, 1))
+        params.append(ts.paper_init(model, student.init(k_init, x0)["params"], k_paper))
+    return jax.tree.map(lambda *a: jnp.stack(a), *params)
+
+
+def _summary(final: Any, lrs: list[float], train: Any = None) -> dict[str, Any]:
+    """Best learning rate and its losses over seeds; ``final`` and ``train`` [seed, lr].
+
+    Zoo protocol (``train`` None): the lowest mean over seeds of log final loss (diverged runs
+    lose). Paper protocol: the lowest arithmetic mean over seeds of ``train`` (the last 100
+    steps' training loss, or the final loss where the paper ranks by validation loss), runs
+    whose loss is not finite dropped; ``mean`` is that mean at the best learning rate.
+    """
     import numpy as np
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        score = np.mean(np.log(final), axis=0)
+        if train is None:
+            score = np.mean(np.log(final), axis=0)
+        else:
+            finite = np.isfinite(train)
+            kept = finite.sum(axis=0)
+            score = np.where(kept > 0, np.where(finite, train, 0.0).sum(axis=0) / kept, np.inf)
     best = int(np.argmin(np.where(np.isfinite(score), score, np.inf)))
-    losses = final[:, best]
+    losses = np.asarray(final if train is None else train, np.float64)[:, best]
+    losses = np.where(np.isfinite(losses), losses, np.inf)
     finite = losses[np.isfinite(losses)]
     geo = float(np.exp(np.mean(np.log(finite)))) if finite.size else math.inf
-    return {
+    out = {
         "best_lr": lrs[best],
         "losses": losses.tolist(),
         "geomean": geo,
         "min": float(np.min(losses)),
         "max": float(np.max(losses)),
     }
+    if train is not None:
+        out["mean"] = float(np.mean(finite)) if finite.size else math.inf
+        out["final_losses"] = final[:, best].tolist()
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -179,18 +258,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from recurrent_zoo.tasks import teacher_student as ts
 
     cfg = _resolve(args)
+    paper = cfg["protocol"] == "paper"
     runs, rows = [], []
     start_all = time.perf_counter()
     for nu0 in cfg["nu0"]:
-        teachers, keys = _teachers(args.seed, nu0, cfg["seeds"])
+        teachers, keys = _teachers(args.seed, nu0, cfg["seeds"], shared=paper)
         for model in cfg["models"]:
-            lrs = _lr_grid(model, cfg["lr_points"])
+            lrs = _lr_grid(model, cfg["lr_points"], cfg["protocol"], args.mode)
+            student = _student(model, nu0, args.hidden_size)
             t0 = time.perf_counter()
             result = ts.train_students(
-                _student(model, nu0, args.hidden_size),
+                student,
                 teachers,
                 keys,
                 jnp.asarray(lrs),
+                params=_paper_params(model, student, keys, args.length) if paper else None,
                 steps=cfg["steps"],
                 batch_size=cfg["batch_size"],
                 length=args.length,
@@ -199,7 +281,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 progress=_common.progress,
                 desc=f"{model:>10s} ν0={nu0:.2f}",
             )
-            summary = _summary(result.final_loss, lrs)
+            if not paper:
+                summary = _summary(result.final_loss, lrs)
+            else:
+                # The paper ranks heads by its validation loss, the rest by training loss.
+                by_final = args.mode == "heads"
+                summary = _summary(
+                    result.final_loss, lrs, result.final_loss if by_final else result.curve[..., -1]
+                )
             seconds = time.perf_counter() - t0
             runs.append(
                 {
@@ -217,7 +306,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "model": model,
                     "nu0": nu0,
                     "best_lr": summary["best_lr"],
-                    "loss (geomean)": summary["geomean"],
+                    **(
+                        {"loss (mean)": summary["mean"]}
+                        if paper
+                        else {"loss (geomean)": summary["geomean"]}
+                    ),
                     "min": summary["min"],
                     "max": summary["max"],
                     "s": seconds,
@@ -229,11 +322,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results = {"mode": args.mode, "config": cfg, "runs": runs, "seconds": total}
     name = NAME if args.mode == "sweep" else f"{NAME}-{args.mode}"
     _common.write_json(args.out, name, _common.args_dict(args), results)
-    _plot(args.mode, runs, args.out, name)
+    _plot(args.mode, runs, args.out, name, "mean" if paper else "geomean")
     return results
 
 
-def _plot(mode: str, runs: list[dict[str, Any]], out: str, name: str) -> None:
+def _plot(mode: str, runs: list[dict[str, Any]], out: str, name: str, center: str) -> None:
     import numpy as np
     from matplotlib.ticker import NullLocator
 
@@ -245,7 +338,7 @@ def _plot(mode: str, runs: list[dict[str, Any]], out: str, name: str) -> None:
             rs = [r for r in runs if r["model"] == model]
             nu = np.array([r["nu0"] for r in rs])
             x = 1 - nu
-            ax.plot(x, [r["geomean"] for r in rs], "o-", label=model)
+            ax.plot(x, [r[center] for r in rs], "o-", label=model)
             ax.fill_between(x, [r["min"] for r in rs], [r["max"] for r in rs], alpha=0.2)
         ax.set_xscale("log")
         ax.invert_xaxis()
@@ -255,7 +348,7 @@ def _plot(mode: str, runs: list[dict[str, Any]], out: str, name: str) -> None:
         ax.set_xlabel("ν0 (teacher's memory; axis 1 − ν0, log)")
     else:
         pos = np.arange(len(models))
-        geo = [next(r for r in runs if r["model"] == m)["geomean"] for m in models]
+        geo = [next(r for r in runs if r["model"] == m)[center] for m in models]
         ax.bar(pos, geo, color="tab:blue", alpha=0.6)
         for i, m in enumerate(models):
             losses = next(r for r in runs if r["model"] == m)["losses"]
@@ -265,7 +358,11 @@ def _plot(mode: str, runs: list[dict[str, Any]], out: str, name: str) -> None:
         ax.set_xlabel("number of heads (64 units)" if mode == "heads" else "student")
         ax.set_title(f"ν0 = {runs[0]['nu0']:g}")
     ax.set_yscale("log")
-    ax.set_ylabel("final loss (best lr; geomean, min–max over seeds)")
+    ax.set_ylabel(
+        "final loss (best lr; geomean, min–max over seeds)"
+        if center == "geomean"
+        else "last 100 steps' training loss (best lr; mean, min–max over seeds)"
+    )
     if mode == "sweep":
         ax.legend(fontsize=8)
     _common.save_figure(fig, out, name)

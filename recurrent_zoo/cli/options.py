@@ -3,7 +3,8 @@
 * :func:`add_common`: ``--out``, ``--full`` and ``--seed`` (the front-end adds them to every bench);
 * :func:`add_layers`: ``--layers a b c``, space-separated names from ``rz.LAYERS``;
 * :class:`Sizes`: the options whose default is a quick size, and the paper's size with ``--full``;
-* :func:`add_text_source`: ``--source`` and ``--model`` wherever Wikipedia text is read.
+* :func:`add_text_source`: ``--source`` and ``--model`` wherever Wikipedia text is read;
+* :func:`add_protocol`: ``--protocol zoo|paper``, the zoo's choices or the paper's code's.
 
 Only :mod:`argparse` is imported here: ``recurrent-zoo bench NAME --help`` builds every bench's
 options without JAX.
@@ -61,6 +62,20 @@ def add_text_source(parser: argparse.ArgumentParser, model_help: str) -> None:
         help="'sample' (shipped WikiText-2), wikitext-2, wikitext-103, wikipedia (hub) or a path",
     )
     parser.add_argument("--model", default=None, help=model_help)
+
+
+#: ``--protocol`` values: the zoo's own experimental choices, or those of the paper's code.
+PROTOCOLS = ("zoo", "paper")
+
+
+def add_protocol(parser: argparse.ArgumentParser, paper: str) -> None:
+    """``--protocol zoo|paper`` (default zoo); ``paper`` says what the paper's protocol changes."""
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="zoo",
+        help=f"zoo (default): the zoo's own choices; paper: the paper's code's ({paper})",
+    )
 
 
 def _shown(value: Any) -> str:
@@ -147,4 +162,14 @@ class Sizes:
         return out
 
 
-__all__ = ["LAYERS", "Size", "Sizes", "UsageError", "add_common", "add_layers", "add_text_source"]
+__all__ = [
+    "LAYERS",
+    "PROTOCOLS",
+    "Size",
+    "Sizes",
+    "UsageError",
+    "add_common",
+    "add_layers",
+    "add_protocol",
+    "add_text_source",
+]

@@ -50,14 +50,21 @@ def pair_counts(mask: np.ndarray, max_lag: int) -> np.ndarray:
     return np.array([np.sum(m[:, d:] * m[:, : L - d]) for d in range(max_lag + 1)], np.int64)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 4, 5))
-def _batch_lag_sums(params, config, ids, mask, max_lag, contextual):
+@functools.partial(jax.jit, static_argnums=(1, 5, 6))
+def _batch_lag_sums(params, config, ids, mask, sum_mask, max_lag, contextual):
     from recurrent_zoo.embeddings import embeddings, encoder
 
     x = embeddings(params, config, ids)
     if contextual:
         x = encoder(params, config, x, mask)
-    return lag_sums(x, mask, max_lag)
+    return lag_sums(x, sum_mask, max_lag)
+
+
+def padded_mask(mask: np.ndarray) -> np.ndarray:
+    """bool [B, L]: every position of each row that holds a sequence (padding included), none of
+    an empty row: the paper's estimator, which averages over padded positions too."""
+    mask = np.asarray(mask, bool)
+    return np.broadcast_to(mask.any(-1, keepdims=True), mask.shape)
 
 
 def _exponential_fit(lags: np.ndarray, values: np.ndarray) -> dict[str, float]:
@@ -93,12 +100,34 @@ def _exponential_fit(lags: np.ndarray, values: np.ndarray) -> dict[str, float]:
     }
 
 
+def _log_exponential_fit(lags: np.ndarray, values: np.ndarray) -> dict[str, float]:
+    """c, ρ of log10 C(Δ) = log10 c + Δ·log10 ρ, linear least squares over the lags where C > 0
+    (the paper's fit); the error is measured on C itself, as for the other fits."""
+    keep = values > 0
+    if keep.sum() < 2:
+        nan = float("nan")
+        return {"c": nan, "rho": nan, "time_constant": nan, "relative_rms_error": nan}
+    slope, intercept = np.polyfit(lags[keep].astype(np.float64), np.log10(values[keep]), 1)
+    c, rho = float(10.0**intercept), float(10.0**slope)
+    sse = float(np.sum((values - c * rho ** lags.astype(np.float64)) ** 2))
+    return {
+        "c": c,
+        "rho": rho,
+        "time_constant": 1.0 / (1.0 - rho) if rho != 1.0 else float("inf"),
+        "relative_rms_error": float(np.sqrt(sse / len(values)) / np.mean(np.abs(values))),
+        "lags_fitted": int(keep.sum()),
+    }
+
+
 def fit_autocorrelation(C: np.ndarray) -> dict[str, Any]:
-    """Least-squares fits of C(Δ), Δ = 0 … len(C) − 1.
+    """Fits of C(Δ), Δ = 0 … len(C) − 1.
 
     ``white_plus_exponential``: C(Δ) = a·[Δ = 0] + c·ρ^|Δ|. a touches only Δ = 0, so c, ρ fit
-    Δ ≥ 1 and a = C(0) − c. ``single_exponential``: C(Δ) = c·ρ^|Δ| over Δ ≥ 0. Each gives c, ρ,
-    the time constant 1/(1 − ρ) and the RMS residual relative to mean |C| over the lags fitted.
+    Δ ≥ 1 and a = C(0) − c. ``single_exponential``: C(Δ) = c·ρ^|Δ| over Δ ≥ 0. Both least
+    squares on C. ``log_single_exponential``: c·ρ^|Δ| fitted to log10 C(Δ) (the paper's fit),
+    which weighs every lag's relative error alike, so the long tail counts as much as Δ = 0.
+    Each gives c, ρ, the time constant 1/(1 − ρ) and the RMS residual of C relative to mean |C|
+    over the lags fitted.
     """
     C = np.asarray(C, np.float64)
     if C.ndim != 1 or len(C) < 3 or not np.isfinite(C).all():
@@ -108,17 +137,20 @@ def fit_autocorrelation(C: np.ndarray) -> dict[str, Any]:
     return {
         "white_plus_exponential": {"a": float(C[0] - two["c"]), **two},
         "single_exponential": _exponential_fit(lags, C),
+        "log_single_exponential": _log_exponential_fit(lags, C),
     }
 
 
 def embedding_autocorrelation(
-    batches: Any, bert: Any, max_lag: int, contextual: bool = False
+    batches: Any, bert: Any, max_lag: int, contextual: bool = False, padded: bool = False
 ) -> dict[str, Any]:
     """C(Δ) of a BERT model's embeddings of a stream of ``(ids, mask)`` batches.
 
     ``batches``: int32 ids and bool masks [B, L] (:func:`recurrent_zoo.data.iter_batches`);
     ``bert``: a model of :func:`recurrent_zoo.embeddings.load_bert`, whose embedding layer (or,
-    with ``contextual``, whole encoder) makes x [B, L, d].
+    with ``contextual``, whole encoder) makes x [B, L, d]. ``padded``: average over every
+    position of each window, its padding (the [PAD] tokens' embeddings) included, as the paper's
+    code does (:func:`padded_mask`); otherwise over the real tokens only.
 
     Returns ``C`` [max_lag + 1], ``pairs`` N(Δ) (token pairs Δ apart), ``tokens``, ``sequences``,
     and the wall time: ``seconds`` for the whole pass (reading, tokenising, embedding, reducing),
@@ -134,8 +166,11 @@ def embedding_autocorrelation(
     startup = 0.0
     for ids, mask in batches:
         # Dispatch is asynchronous: the next batch is tokenised while this one is reduced.
-        pending.append(_batch_lag_sums(bert.params, bert.config, ids, mask, max_lag, contextual))
-        pairs += pair_counts(mask, max_lag)
+        sum_mask = padded_mask(mask) if padded else mask
+        pending.append(
+            _batch_lag_sums(bert.params, bert.config, ids, mask, sum_mask, max_lag, contextual)
+        )
+        pairs += pair_counts(sum_mask, max_lag)
         tokens += int(mask.sum())
         sequences += int(mask.any(-1).sum())
         if len(pending) == 1:
@@ -167,4 +202,10 @@ def embedding_autocorrelation(
     }
 
 
-__all__ = ["embedding_autocorrelation", "fit_autocorrelation", "lag_sums", "pair_counts"]
+__all__ = [
+    "embedding_autocorrelation",
+    "fit_autocorrelation",
+    "lag_sums",
+    "padded_mask",
+    "pair_counts",
+]

@@ -139,6 +139,40 @@ def make_student(
     raise ValueError(f"student must be one of {[*STUDENTS, 'heads']}, got {name!r}")
 
 
+#: Students whose init :func:`paper_init` changes: the complex diagonal ones and the LRU.
+PAPER_INIT_STUDENTS = ("crnn", "crnn_gamma", "lru")
+
+
+def paper_init(name: str, params: dict[str, Array], key: Array) -> dict[str, Array]:
+    """The student's parameters with B, C and D redrawn as the paper's code draws them.
+
+    For the complex diagonal students and the LRU (:data:`PAPER_INIT_STUDENTS`) the paper's
+    code draws every matrix as N(0, 1)/√(its first axis) in its own layout: B_re, B_im [N, d_in]
+    ~ N(0, 1/N), C_re, C_im [d_out, N] ~ N(0, 1/d_out) and D [d_out, d_in] ~ N(0, 1/d_out);
+    the zoo's layers draw B ~ N(0, 1/(2·d_in)) and C ~ N(0, 1/N). λ and γ keep the zoo's draw
+    (the same ring and phases as the paper's). D here is the layer's element-wise D [d_in], the
+    paper's full matrix when d_in = d_out = 1 (the task's case). Other students come back as
+    they are.
+    """
+    if name not in PAPER_INIT_STUDENTS:
+        return params
+    d_in, n = params["B_re"].shape
+    d_out = params["C_re"].shape[1]
+    if params["D"].shape != (d_in,) or d_in != d_out:
+        raise ValueError(f"paper_init needs d_in = d_out, got d_in={d_in} and d_out={d_out}")
+    kb_re, kb_im, kc_re, kc_im, kd = jax.random.split(key, 5)
+    dtype = params["B_re"].dtype
+    normal = lambda k, shape, var: jax.random.normal(k, shape, dtype) * math.sqrt(var)
+    return {
+        **params,
+        "B_re": normal(kb_re, (d_in, n), 1 / n),
+        "B_im": normal(kb_im, (d_in, n), 1 / n),
+        "C_re": normal(kc_re, (n, d_out), 1 / d_out),
+        "C_im": normal(kc_im, (n, d_out), 1 / d_out),
+        "D": normal(kd, (d_in,), 1 / d_out),
+    }
+
+
 # -- training ----------------------------------------------------------------------------------
 
 
@@ -162,6 +196,50 @@ def cosine_adam(learning_rate: Array | float, steps: int, end_value: float = 1e-
     return optax.adam(optax.cosine_decay_schedule(peak, steps, alpha=end_value / peak))
 
 
+#: How :func:`train_students` computes the training loss: ``"impulse"`` (the students' impulse
+#: responses and an FFT convolution, default) or ``"scan"`` (every student run over the batch).
+METHODS = ("impulse", "scan")
+
+
+def impulse_response(apply: Callable[[Array], Array], length: int, d_in: int) -> Array:
+    """k [d_in, T, d_out]: ``apply``'s output for a unit impulse at t = 0 on each input.
+
+    ``apply`` maps x [B, T, d_in] to y [B, T, d_out] and is assumed linear and time-invariant,
+    started at rest (every teacher and student here): then y = :func:`causal_conv` (x, k).
+    """
+    x = jnp.zeros((d_in, length, d_in)).at[:, 0, :].set(jnp.eye(d_in))
+    return apply(x)
+
+
+def _fft_size(n: int) -> int:
+    """The smallest 2^a·3^b·5^c ≥ n: lengths the FFT does fastest."""
+    best = 2 ** math.ceil(math.log2(max(n, 1)))
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def causal_conv(x: Array, k: Array) -> Array:
+    """y [B, T, d_out] with y[b, t, o] = Σ_j Σ_{s ≤ t} k[j, t − s, o] · x[b, s, j].
+
+    x [B, T, d_in], k [d_in, T, d_out] (:func:`impulse_response`). Computed by real FFTs of
+    length ≥ 2T − 1, so the circular convolution does not wrap around.
+    """
+    T = x.shape[1]
+    n = _fft_size(2 * T - 1)
+    xf = jnp.fft.rfft(x, n, axis=1)
+    kf = jnp.fft.rfft(k, n, axis=1)
+    return jnp.fft.irfft(jnp.einsum("bfj,jfo->bfo", xf, kf), n, axis=1)[:, :T]
+
+
 def train_students(
     student: nn.Module,
     teachers: Teacher,
@@ -173,25 +251,43 @@ def train_students(
     length: int = 300,
     eval_size: int = 512,
     chunk: int = 100,
+    method: str = "impulse",
+    params: Any = None,
     progress: Callable[[Iterable[int], str, int], Iterable[int]] | None = None,
     desc: str = "train",
 ) -> SweepResult:
     """Trains one student per (seed, learning rate), all in one vmapped, jit-compiled step.
 
-    Seed s has its own teacher ``teachers[s]`` (leaves with a leading axis S), student init and
-    data stream from ``keys[s]``; the L learning rates of a seed share its init and its batches
-    (common random numbers, so the learning-rate comparison is not blurred by data noise).
+    Seed s has its own teacher ``teachers[s]`` (leaves with a leading axis S; the same teacher
+    repeated S times is the paper's protocol), student init and data stream from ``keys[s]``;
+    the L learning rates of a seed share its init and its batches (common random numbers, so the
+    learning-rate comparison is not blurred by data noise).
+
+    Teacher and students are linear and time-invariant from rest, so the prediction error is
+    ŷ − y = k_student ∗ x − k_teacher ∗ x = (k_student − k_teacher) ∗ x, with k the impulse
+    responses [d_in, T, d_out]. ``method="impulse"`` computes the loss that way: the student's
+    layer runs once per step on one impulse (not on B sequences), its gradient flows back through
+    that run, and the batch enters through one FFT convolution. ``method="scan"`` runs the student
+    and the teacher over the batch. Both are the same loss of the same parameters on the same
+    batches (equal up to float32 rounding); the final loss is always measured the second way, by
+    the student's own forward pass over a fresh evaluation batch.
 
     Args:
-      student: the flax module (x [B, T, 1] → ŷ [B, T, 1]).
+      student: the flax module (x [B, T, d_in] → ŷ [B, T, d_out]); with ``method="impulse"`` it
+        must be linear and time-invariant (every student of :func:`make_student` is).
       teachers: S stacked teachers.
       keys: [S] PRNG keys.
       learning_rates: [L] peak learning rates (Adam, cosine decay to 1e-7, no warm-up).
       steps: optimisation steps; chunk: steps per compiled call (the training curve's resolution).
+      method: one of :data:`METHODS`.
+      params: optional initial parameters, leaves [S, ...] (one init per seed); None: the
+        student's own init from ``keys``.
       progress: optional ``progress(iterable, desc, total)`` wrapper (e.g. ``bench._common.progress``).
     """
     if steps < 1 or chunk < 1:
         raise ValueError(f"steps and chunk must be >= 1, got steps={steps}, chunk={chunk}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     lrs = jnp.asarray(learning_rates, jnp.float32)
     if lrs.ndim != 1 or not bool(jnp.all(lrs > 0)):
         raise ValueError(f"learning_rates must be a 1-D array of positive floats, got {lrs}")
@@ -201,37 +297,53 @@ def train_students(
     # Init is eager per seed (the eigenvalue-controlled init runs a host callback), then
     # broadcast over the learning rates.
     init_keys, data_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
-    x0 = jnp.zeros((1, length, d_in))
-    params = [student.init(k, x0)["params"] for k in init_keys]
+    if params is None:
+        x0 = jnp.zeros((1, length, d_in))
+        params = [student.init(k, x0)["params"] for k in init_keys]
+        params = jax.tree.map(lambda *p: jnp.stack(p), *params)
     params = jax.tree.map(
-        lambda *p: jnp.broadcast_to(jnp.stack(p)[:, None], (num_seeds, num_lrs, *p[0].shape)),
-        *params,
+        lambda p: jnp.broadcast_to(p[:, None], (num_seeds, num_lrs, *p.shape[1:])), params
     )
 
     def loss_fn(p, x, y):
         return loss(student.apply({"params": p}, x), y)
 
+    def impulse_loss(p, x, k_teacher):
+        k = impulse_response(lambda z: student.apply({"params": p}, z), length, d_in)
+        return loss(causal_conv(x, k - k_teacher), 0.0)
+
+    # The teachers' impulse responses, once: [S, d_in, T, d_out].
+    k_teachers = jax.jit(
+        jax.vmap(lambda t: impulse_response(functools.partial(run_teacher, t), length, d_in))
+    )(teachers)
+
     opt_state = jax.vmap(jax.vmap(lambda p, lr: cosine_adam(lr, steps).init(p)))(
         params, jnp.broadcast_to(lrs, (num_seeds, num_lrs))
     )
 
-    def seed_step(p_l, o_l, teacher, key, step):
-        x, y = sample_batch(jax.random.fold_in(key, step), teacher, batch_size, length)
+    def seed_step(p_l, o_l, teacher, k_teacher, key, step):
+        batch_key = jax.random.fold_in(key, step)
+        if method == "impulse":
+            x = jax.random.normal(batch_key, (batch_size, length, d_in))
+            value_and_grad = lambda p: jax.value_and_grad(impulse_loss)(p, x, k_teacher)
+        else:
+            x, y = sample_batch(batch_key, teacher, batch_size, length)
+            value_and_grad = lambda p: jax.value_and_grad(loss_fn)(p, x, y)
 
         def one(p, o, lr):
-            value, g = jax.value_and_grad(loss_fn)(p, x, y)
+            value, g = value_and_grad(p)
             updates, o = cosine_adam(lr, steps).update(g, o, p)
             return optax.apply_updates(p, updates), o, value
 
         return jax.vmap(one)(p_l, o_l, lrs)
 
-    all_step = jax.vmap(seed_step, in_axes=(0, 0, 0, 0, None))
+    all_step = jax.vmap(seed_step, in_axes=(0, 0, 0, 0, 0, None))
 
     @functools.partial(jax.jit, static_argnums=3, donate_argnums=(0, 1))
     def run_chunk(p, o, start, n):
         def body(carry, step):
             p, o = carry
-            p, o, value = all_step(p, o, teachers, data_keys, step)
+            p, o, value = all_step(p, o, teachers, k_teachers, data_keys, step)
             return (p, o), value
 
         (p, o), values = jax.lax.scan(body, (p, o), start + jnp.arange(n))
@@ -248,11 +360,14 @@ def train_students(
 
     @jax.jit
     def evaluate(p):
-        def per_seed(p_l, teacher, key):
+        # One seed at a time: the learning rates' states over the evaluation batch are the
+        # largest arrays of the run.
+        def per_seed(args):
+            p_l, teacher, key = args
             x, y = sample_batch(jax.random.fold_in(key, steps + 1), teacher, eval_size, length)
             return jax.vmap(lambda p: loss_fn(p, x, y))(p_l)
 
-        return jax.vmap(per_seed)(p, teachers, data_keys)
+        return jax.lax.map(per_seed, (p, teachers, data_keys))
 
     final = np.asarray(evaluate(params), np.float64)
     final = np.where(np.isfinite(final), final, np.inf)
