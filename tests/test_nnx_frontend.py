@@ -227,6 +227,20 @@ def test_nnx_jit_grad_vmap_split_merge_on_every_layer(name: str) -> None:
     assert not np.allclose(ys[0], ys[1])  # distinct draws
 
 
+@pytest.mark.parametrize("name", list(rz.LAYERS))
+def test_the_nnx_twin_traces_to_the_linen_program(name: str) -> None:
+    """The front-end costs nothing inside jit: forward and value-and-gradient of the twin trace
+    to the very jaxpr of the linen layer's (only nnx.jit's Python graph handling is extra)."""
+    layer = rz.make_layer(name, hidden_size=N)
+    v = layer.init(jax.random.key(0), X)
+    graphdef, state = nnx.split(rz.nnx.from_linen(layer, v))
+    linen = lambda v, x: layer.apply(v, x, lengths=LENGTHS)
+    twin = lambda s, x: nnx.merge(graphdef, s)(x, lengths=LENGTHS)
+    grad = lambda f: jax.value_and_grad(lambda q, x: jnp.sum(f(q, x) ** 2), argnums=(0, 1))
+    for f, g in ((linen, twin), (grad(linen), grad(twin))):
+        assert str(jax.make_jaxpr(g)(state, X)) == str(jax.make_jaxpr(f)(v, X))
+
+
 def test_in_features_mismatch_says_what_the_layer_was_built_with() -> None:
     layer = rz.nnx.LRU(3, N, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"x has 5 features.*built with in_features=3"):

@@ -117,13 +117,18 @@ def _measure(impls: dict[str, Any], repeats: int) -> dict[str, dict[str, float]]
         calls = list(impl.pieces) if isinstance(impl, _Ideal) else [impl.fwd]
         for f in calls + ([impl.fb] if impl.fb is not None else []):
             _timed(f)
-    for _ in range(repeats):
-        for name, impl in impls.items():
+    names = list(impls)
+    for i in range(repeats):
+        # Each repeat starts one implementation later, so no one always runs first.
+        turn = names[i % len(names) :] + names[: i % len(names)]
+        for name in turn:
+            impl = impls[name]
             if isinstance(impl, _Ideal):
                 samples[name]["fwd"].append(sum(_timed(p) for p in impl.pieces))
             else:
                 samples[name]["fwd"].append(_timed(impl.fwd))
-        for name, impl in impls.items():
+        for name in turn:
+            impl = impls[name]
             if impl.fb is not None:
                 samples[name]["fb"].append(_timed(impl.fb))
     return {
