@@ -227,11 +227,13 @@ def test_nnx_jit_grad_vmap_split_merge_on_every_layer(name: str) -> None:
     assert not np.allclose(ys[0], ys[1])  # distinct draws
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("name", list(rz.LAYERS))
-def test_the_nnx_twin_traces_to_the_linen_program(name: str) -> None:
+def test_the_nnx_twin_traces_to_the_linen_program(name: str, dtype) -> None:
     """The front-end costs nothing inside jit: forward and value-and-gradient of the twin trace
-    to the very jaxpr of the linen layer's (only nnx.jit's Python graph handling is extra)."""
-    layer = rz.make_layer(name, hidden_size=N)
+    to the very jaxpr of the linen layer's, in each compute dtype (only nnx.jit's Python graph
+    handling is extra)."""
+    layer = rz.make_layer(name, hidden_size=N, dtype=dtype)
     v = layer.init(jax.random.key(0), X)
     graphdef, state = nnx.split(rz.nnx.from_linen(layer, v))
     linen = lambda v, x: layer.apply(v, x, lengths=LENGTHS)
