@@ -111,7 +111,8 @@ class _Ideal:
 
 
 def _measure(impls: dict[str, Any], repeats: int) -> dict[str, dict[str, float]]:
-    """Median times; every repeat runs every implementation once, in turn (interleaved)."""
+    """Median times; every repeat runs every implementation once, in turn (interleaved, each
+    repeat starting one implementation later)."""
     samples: dict[str, dict[str, list[float]]] = {k: {"fwd": [], "fb": []} for k in impls}
     for impl in impls.values():  # warm-up: first calls allocate
         calls = list(impl.pieces) if isinstance(impl, _Ideal) else [impl.fwd]
