@@ -201,15 +201,14 @@ def apply_sequence(
         if mask is not None:
             y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
     else:
+        # Right padding stays right padding when each valid part is reversed: one mask serves.
+        mask = scan.valid_mask(n_, T, time_axis=1)
         if reverse:
             perm = scan.time_permutation(n_, T)
             if r_ is not None:
-                r_ = scan.shift_resets_back(
-                    r_, scan.valid_mask(n_, T, time_axis=1), None, time_axis=1
-                )
+                r_ = scan.shift_resets_back(r_, mask, None, time_axis=1)
             x_ = scan.reverse_time(x_, perm, time_axis=1)
             r_ = scan.reverse_time(r_, perm, time_axis=1)
-        mask = scan.valid_mask(n_, T, time_axis=1)
         h_T, y = run(h0_, x_, r_, mask)
         if mask is not None:
             y = jnp.where(mask[..., None], y, jnp.zeros_like(y))
