@@ -82,6 +82,7 @@ class RecurrentBlock(nn.Module):
                 momentum=self.momentum,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
+                sequence_axis=sequence_axis_of(self.layer),
             )
             return (
                 None if module is None else lambda h: apply_norm(module, h, train=train, mask=mask)
@@ -139,6 +140,11 @@ class RecurrentBlock(nn.Module):
 
 
 # -- the block's data path, for any front-end ------------------------------------------------
+def sequence_axis_of(layer: Any) -> str | None:
+    """The mesh axis ``layer`` shards time over (its ``sequence_axis``; None: not sharded)."""
+    return getattr(layer, "sequence_axis", None)
+
+
 def check_settings(norm: str | None, mlp: str | None, dropout: float) -> None:
     """The block's ``norm``, ``mlp`` and ``dropout`` settings are valid, else a ValueError."""
     if norm is not None:
@@ -213,10 +219,14 @@ def block_sequence(
 ) -> Array | tuple[Any, Array]:
     """The block's sequence call: checks, the padding mask, ``block(x, run_layer, mask)`` (the
     front-end's :func:`residual`) around ``layer`` (the layer's call, its keywords), outputs
-    past ``lengths`` zeroed. x [*batch, T, D] → y [*batch, T, D] (or ``(state, y)``)."""
+    past ``lengths`` zeroed. x [*batch, T, D] → y [*batch, T, D] (or ``(state, y)``).
+
+    Inside a map binding the layer's ``sequence_axis``, x is this device's chunk of time and
+    ``lengths`` count global steps; the mask is the chunk's."""
     batch_shape, T, _ = checks.sequence_input(x, "x")
-    lengths = checks.lengths(lengths, batch_shape, T)
-    mask = scan.valid_mask(lengths, T, time_axis=-1)
+    T_all, offset = scan.time_chunk(sequence_axis_of(layer), T)
+    lengths = checks.lengths(lengths, batch_shape, T_all)
+    mask = scan.valid_mask(lengths, T, time_axis=-1, offset=offset)
     kw: dict[str, Any] = {"initial_state": initial_state, "resets": resets, "lengths": lengths}
     if reverse:  # only when asked: rz.Bidirectional, say, takes no `reverse`
         kw["reverse"] = True

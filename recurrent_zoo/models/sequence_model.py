@@ -13,21 +13,29 @@ import jax.numpy as jnp
 from recurrent_zoo import _checks as checks
 from recurrent_zoo import scan
 from recurrent_zoo.layers import LAYERS, make_layer
-from recurrent_zoo.models.blocks import RecurrentBlock
+from recurrent_zoo.models.blocks import RecurrentBlock, sequence_axis_of
 
 Array = jax.Array
 Dtype = Any
 POOLINGS = (None, "mean", "last")
 
 
-def pool(y: Array, lengths: Array | None, how: str | None) -> Array:
+def pool(
+    y: Array, lengths: Array | None, how: str | None, sequence_axis: str | None = None
+) -> Array:
     """Pools y [*batch, T, D] over time: "mean" over the valid steps, "last" the step length − 1.
 
-    A sequence of length 0 pools to zeros. ``how=None`` returns y unchanged.
+    A sequence of length 0 pools to zeros. ``how=None`` returns y unchanged. Inside a map
+    binding ``sequence_axis`` y is this device's chunk of time (``lengths`` count global steps)
+    and the pooled value, the whole sequence's, is summed over the axis's devices (the same on
+    each).
     """
     if how is None:
         return y
     T = y.shape[-2]
+    T_all, offset = scan.time_chunk(sequence_axis, T)
+    if T_all != T:
+        return _pool_sharded(y, lengths, how, sequence_axis, T_all, offset)
     if lengths is None:
         return jnp.mean(y, axis=-2) if how == "mean" else y[..., -1, :]
     if how == "mean":
@@ -36,6 +44,25 @@ def pool(y: Array, lengths: Array | None, how: str | None) -> Array:
     idx = jnp.maximum(lengths - 1, 0)[..., None, None]
     last = jnp.take_along_axis(y, idx, axis=-2)[..., 0, :]
     return jnp.where((lengths > 0)[..., None], last, jnp.zeros_like(last))
+
+
+def _pool_sharded(
+    y: Array, lengths: Array | None, how: str, axis: str, T_all: int, offset: Array
+) -> Array:
+    """:func:`pool` of a chunk of T steps starting at global step ``offset`` of T_all."""
+    T = y.shape[-2]
+    if how == "mean":
+        if lengths is None:
+            return jax.lax.psum(jnp.sum(y, axis=-2), axis) / T_all
+        m = scan.valid_mask(lengths, T, time_axis=-1, offset=offset)[..., None].astype(y.dtype)
+        total = jax.lax.psum(jnp.sum(y * m, axis=-2), axis)
+        return total / jnp.maximum(lengths, 1)[..., None].astype(y.dtype)
+    # "last": the one device whose chunk holds the step contributes it, the others zeros.
+    n = jnp.full(y.shape[:-2], T_all, jnp.int32) if lengths is None else lengths
+    idx = n - 1 - offset
+    held = (idx >= 0) & (idx < T)
+    last = jnp.take_along_axis(y, jnp.clip(idx, 0, T - 1)[..., None, None], axis=-2)[..., 0, :]
+    return jax.lax.psum(jnp.where(held[..., None], last, jnp.zeros_like(last)), axis)
 
 
 class SequenceModel(nn.Module):
@@ -173,6 +200,7 @@ class SequenceModel(nn.Module):
             resets=resets,
             initial_state=initial_state,
             return_state=return_state,
+            sequence_axis=shared_sequence_axis([block.layer for block in self.blocks]),
         )
 
     def step(self, states: Sequence[Any], x_t: Array) -> tuple[list[Any], Array]:
@@ -234,6 +262,20 @@ def check_states(states: Any, num_layers: int, name: str) -> Sequence[Any]:
     return states
 
 
+def shared_sequence_axis(layers: Sequence[Any]) -> str | None:
+    """The one ``sequence_axis`` of all ``layers`` (None when none has one), else a ValueError:
+    a stack shards time over one mesh axis in every block or in none."""
+    axes = {sequence_axis_of(layer) for layer in layers}
+    if len(axes) > 1:
+        names = [sequence_axis_of(layer) for layer in layers]
+        raise ValueError(
+            f"the blocks' layers must shard time over the same mesh axis, got sequence_axis "
+            f"{names} (block by block): a layer without it would run each device's chunk of time "
+            f"as a sequence of its own"
+        )
+    return axes.pop() if axes else None
+
+
 def stack_sequence(
     encoder: Callable[[Array], Array],
     blocks: Sequence[Callable[..., tuple[Any, Array]]],
@@ -246,9 +288,11 @@ def stack_sequence(
     resets: Array | None = None,
     initial_state: Sequence[Any] | None = None,
     return_state: bool = False,
+    sequence_axis: str | None = None,
 ) -> Array | tuple[list[Any], Array]:
     """:class:`SequenceModel`'s call with the front-end's parts: ``encoder`` → each of
-    ``blocks`` (block calls with the layers' keywords) → :func:`pool` → ``decoder``."""
+    ``blocks`` (block calls with the layers' keywords) → :func:`pool` → ``decoder``.
+    ``sequence_axis``: the mesh axis the blocks' layers shard time over (pooling sums over it)."""
     check_input(x, vocab_size, step=False)
     h = encoder(x)
     if initial_state is not None:
@@ -265,7 +309,7 @@ def stack_sequence(
         states.append(s)
     if lengths is not None:
         lengths = jnp.asarray(lengths)
-    y = decoder(pool(h, lengths, pooling))
+    y = decoder(pool(h, lengths, pooling, sequence_axis))
     return (states, y) if return_state else y
 
 

@@ -23,6 +23,7 @@ from flax import nnx
 
 from recurrent_zoo import _checks as checks
 from recurrent_zoo.models import blocks as linen_blocks
+from recurrent_zoo.models import norms
 from recurrent_zoo.models import sequence_model as linen_model
 from recurrent_zoo.nnx.layers import LAYERS, RecurrentLayer, make_layer
 
@@ -41,6 +42,25 @@ def _norm(kind: str | None, d: int, epsilon: float, momentum: float, dtype, para
         return nnx.RMSNorm(d, **kw)
     # One mean/variance per feature, reduced over every other axis (batch and time).
     return nnx.BatchNorm(d, momentum=momentum, axis=-1, **kw)
+
+
+def _sequence_batch_norm(
+    module: nnx.BatchNorm, x: Array, mask: Array | None, axis: str, eval_mode: bool
+) -> Array:
+    """``module`` (an ``nnx.BatchNorm``) on x [..., D] with the statistics of
+    :func:`recurrent_zoo.models.norms.batch_moments` over the mesh axis ``axis`` as
+    ``SequenceBatchNorm`` takes them (its running averages updated in training mode)."""
+    if eval_mode or module.use_running_average:
+        mean, var = module.mean[...], module.var[...]
+    else:
+        mean, var = norms.batch_moments(x, mask, axis)
+        mu = module.momentum
+        module.mean.value = mu * module.mean[...] + (1 - mu) * mean
+        module.var.value = mu * module.var[...] + (1 - mu) * var
+    dtype = module.dtype or jnp.result_type(x, module.scale[...])
+    return norms.normalize(
+        x, mean, var, module.scale[...], module.bias[...], module.epsilon, dtype
+    )
 
 
 def _output_size(layer: nnx.Module, d: int) -> int:
@@ -121,10 +141,14 @@ class RecurrentBlock(nnx.Module):
         """:func:`recurrent_zoo.models.blocks.residual` with this block's submodules; the
         modules' own modes, or eval mode throughout with ``eval_mode``."""
 
+        axis = linen_blocks.sequence_axis_of(self.layer)
+
         def norm(name: str) -> Callable[[Array], Array] | None:
             module = getattr(self, name, None)
             if not isinstance(module, nnx.BatchNorm):
                 return module
+            if axis is not None:
+                return lambda h: _sequence_batch_norm(module, h, mask, axis, eval_mode)
             m = None if mask is None else mask[..., None]
             return lambda h: module(h, use_running_average=True if eval_mode else None, mask=m)
 
@@ -308,6 +332,7 @@ class SequenceModel(nnx.Module):
             resets=resets,
             initial_state=initial_state,
             return_state=return_state,
+            sequence_axis=linen_model.shared_sequence_axis([b.layer for b in self.blocks]),
         )
 
     def step(self, states: Sequence[Any], x_t: Array) -> tuple[list[Any], Array]:

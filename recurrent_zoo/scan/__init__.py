@@ -61,6 +61,7 @@ from recurrent_zoo.scan.sequence_parallel import (
     chunk_transfer,
     sequence_parallel,
     shift_resets_back,
+    time_chunk,
 )
 from recurrent_zoo.scan.strategy import (
     DEFAULT_BATCH_GROUPS,
@@ -104,6 +105,7 @@ __all__ = [
     "sequence_parallel",
     "set_batch_groups_rule",
     "shift_resets_back",
+    "time_chunk",
     "time_permutation",
     "valid_mask",
 ]

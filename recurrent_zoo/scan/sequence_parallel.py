@@ -40,6 +40,16 @@ def bound_axis_size(axis: str) -> int | None:
         return None
 
 
+def time_chunk(axis: str | None, T: int) -> tuple[int, int | Array]:
+    """``(T_all, offset)`` for a chunk of T steps of a sequence sharded over mesh axis ``axis``:
+    the global length (P·T inside a map binding an axis of P devices) and the global time of the
+    chunk's first step; ``(T, 0)`` where ``axis`` is None or no map binds it."""
+    shards = None if axis is None else bound_axis_size(axis)
+    if shards is None or shards == 1:
+        return T, 0
+    return shards * T, jax.lax.axis_index(axis) * T
+
+
 def _varying(h: Array, axis: str) -> Array:
     """``h`` typed as varying over ``axis``: a scan's initial carry must match its body's output,
     which reads this device's chunk (shard_map's check of replication otherwise rejects it)."""

@@ -32,10 +32,11 @@ from jax.sharding import Mesh
 from recurrent_zoo.train.checkpoint import Checkpointer
 from recurrent_zoo.train.metrics import MetricsLogger
 from recurrent_zoo.train.sharding import (
-    batch_sharded,
     data_mesh,
     replicate,
     replicated,
+    sequence_sharded,
+    sequence_size,
     shard_batch,
 )
 
@@ -302,7 +303,15 @@ def train(
         the figures of an uninterrupted one.
       metrics_path: JSONL file the records are appended to.
       verbose: print progress.
-      mesh: the device mesh (default: all devices on one "data" axis).
+      mesh: the device mesh (default: all devices on one "data" axis, see
+        :func:`~recurrent_zoo.train.sharding.data_mesh`). A mesh with a "seq" axis too
+        (:func:`~recurrent_zoo.train.sharding.data_sequence_mesh`) also splits time: the model,
+        whose layers must be built with ``sequence_axis="seq"``, runs under ``jax.shard_map``
+        over "seq" with each device holding a chunk of time (see
+        :func:`~recurrent_zoo.train.sharding.sequence_sharded`); T must be a multiple of the
+        axis's size. The loss and metrics are computed on the global predictions: the one-device
+        figures, up to rounding (dropout masks are drawn per chunk, so runs with dropout
+        differ).
       handle_signals: on SIGINT/SIGTERM finish the current step, write a checkpoint and return
         with ``interrupted`` set.
 
@@ -319,7 +328,7 @@ def train(
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be None or >= 1, got {checkpoint_every!r}")
     mesh = data_mesh() if mesh is None else mesh
-    rep, shard = replicated(mesh), batch_sharded(mesh)
+    rep = replicated(mesh)
     is_main = jax.process_index() == 0
     init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
 
@@ -346,20 +355,31 @@ def train(
         variables = dict(model.init(init_key, inputs, **{**extra, **model_kwargs({}, False)}))
         return variables.pop("params"), variables
 
-    def loss_of(params, model_state, batch, k):
+    def forward(params, model_state, key, inputs):
+        # inputs: the batch's "inputs" and the MODEL_KWARGS it has.
         variables = {"params": params, **model_state}
-        rngs = {"dropout": jax.random.fold_in(dropout_key, k)}
-        kw = model_kwargs(batch, True)
+        rngs = {"dropout": key}
+        kw = model_kwargs(inputs, True)
         if parts is not None:
-            module = parts.merge(params, model_state, rngs["dropout"])
-            pred = module(batch["inputs"], **kw)
+            module = parts.merge(params, model_state, key)
+            pred = module(inputs["inputs"], **kw)
             model_state = parts.model_state(module)
         elif model_state:
             pred, model_state = model.apply(
-                variables, batch["inputs"], rngs=rngs, mutable=sorted(model_state), **kw
+                variables, inputs["inputs"], rngs=rngs, mutable=sorted(model_state), **kw
             )
         else:
-            pred = model.apply(variables, batch["inputs"], rngs=rngs, **kw)
+            pred = model.apply(variables, inputs["inputs"], rngs=rngs, **kw)
+        return pred, model_state
+
+    # On a data × sequence mesh the model runs under shard_map over time; the loss below always
+    # sees the global predictions, so it is the one-device loss whatever the mesh.
+    run_forward = forward if sequence_size(mesh) is None else sequence_sharded(forward, mesh)
+
+    def loss_of(params, model_state, batch, k):
+        inputs = {n: batch[n] for n in ("inputs", *MODEL_KWARGS) if n in batch}
+        key = jax.random.fold_in(dropout_key, k)
+        pred, model_state = run_forward(params, model_state, key, inputs)
         out = loss_fn(pred, batch)
         loss, aux = out if isinstance(out, tuple) else (out, {})
         return loss, (dict(aux), dict(model_state))
@@ -423,7 +443,7 @@ def train(
 
     step_fn = jax.jit(
         train_step,
-        in_shardings=(rep, shard, None),
+        in_shardings=(rep, jax.tree.map(lambda a: a.sharding, first), None),
         out_shardings=(rep, rep),
         donate_argnums=(0,),
     )
