@@ -58,9 +58,7 @@ def _sequence_batch_norm(
         module.mean.value = mu * module.mean[...] + (1 - mu) * mean
         module.var.value = mu * module.var[...] + (1 - mu) * var
     dtype = module.dtype or jnp.result_type(x, module.scale[...])
-    return norms.normalize(
-        x, mean, var, module.scale[...], module.bias[...], module.epsilon, dtype
-    )
+    return norms.normalize(x, mean, var, module.scale[...], module.bias[...], module.epsilon, dtype)
 
 
 def _output_size(layer: nnx.Module, d: int) -> int:

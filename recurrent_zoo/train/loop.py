@@ -374,7 +374,9 @@ def train(
 
     # On a data × sequence mesh the model runs under shard_map over time; the loss below always
     # sees the global predictions, so it is the one-device loss whatever the mesh.
-    run_forward = forward if sequence_size(mesh) is None else sequence_sharded(forward, mesh)
+    # (A "seq" axis of one device leaves time whole: the plain call is the same computation.)
+    sharded = (sequence_size(mesh) or 1) > 1
+    run_forward = sequence_sharded(forward, mesh) if sharded else forward
 
     def loss_of(params, model_state, batch, k):
         inputs = {n: batch[n] for n in ("inputs", *MODEL_KWARGS) if n in batch}

@@ -174,7 +174,9 @@ def sequence_sharded(
 
     def run(params: Any, model_state: Any, key: jax.Array, inputs: dict[str, Any]):
         B, T = inputs["inputs"].shape[:2]
-        split = {k: P(None, axis) if _splits_time(v.shape, B, T) else P() for k, v in inputs.items()}
+        split = {
+            k: P(None, axis) if _splits_time(v.shape, B, T) else P() for k, v in inputs.items()
+        }
         in_specs = (P(), P(), P(), split)
         args = (params, model_state, key, inputs)
         found: dict[str, Any] = {}
@@ -191,10 +193,28 @@ def sequence_sharded(
             return jax.tree.map(lambda leaf: leaf[None], (pred, state))
 
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), args)
-        probed = jax.make_jaxpr(
-            jax.shard_map(probe, mesh=mesh, in_specs=in_specs, out_specs=P(axis), axis_names={axis})
-        )(*abstract)
-        if not _mentions_axis(probed.jaxpr, axis):
+
+        def trace(check_vma: bool) -> Any:
+            return jax.make_jaxpr(
+                jax.shard_map(
+                    probe,
+                    mesh=mesh,
+                    in_specs=in_specs,
+                    out_specs=P(axis),
+                    axis_names={axis},
+                    check_vma=check_vma,
+                )
+            )(*abstract)
+
+        try:
+            probed = trace(True)
+        except TypeError:
+            # A layer unaware of the axis (its scan's carry starts the same on every device and
+            # comes out varying) fails the type check: without it, say why.
+            if _mentions_axis(trace(False).jaxpr, axis):
+                raise
+            probed = None
+        if probed is None or not _mentions_axis(probed.jaxpr, axis):
             raise ValueError(
                 f"the mesh splits time over its {axis!r} axis but the model never communicates "
                 f"over it: build its layers with sequence_axis={axis!r} (e.g. "
