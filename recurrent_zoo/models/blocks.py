@@ -31,11 +31,14 @@ class RecurrentBlock(nn.Module):
     the layer's output size must equal the input size. ``norm=None`` drops both norms.
 
     Shapes: x [*batch, T, D] → y [*batch, T, D]; the state is the layer's. Outputs past
-    ``lengths`` are zeros, as for the layers.
+    ``lengths`` are zeros, as for the layers. Inside a ``shard_map`` binding the layer's
+    ``sequence_axis`` x is this device's chunk of time and ``lengths`` count global steps.
 
     Attributes:
       layer: any zoo layer (or a module with the same sequence/step contract).
-      norm: "layer", "batch" (statistics over batch and time, padding masked out), "rms" or None.
+      norm: "layer", "batch" (statistics over batch and time, padding masked out; with the
+        layer's ``sequence_axis``, over the whole sequence sharded along it:
+        :class:`~recurrent_zoo.models.norms.SequenceBatchNorm`), "rms" or None.
       mlp: "glu", "mlp" or None.
       dropout: dropout rate on the branch, active when called with ``train=True`` (needs the
         "dropout" rng).

@@ -87,7 +87,9 @@ class SequenceModel(nn.Module):
       vocab_size: when set, the encoder is a token embedding and inputs are int token ids.
       pooling: None (one output per step), "mean" or "last" (respecting ``lengths``).
       hidden_size: the layers' state size N (default d_model).
-      layer_kwargs: extra keyword arguments of the layers built by name or class.
+      layer_kwargs: extra keyword arguments of the layers built by name or class (e.g.
+        ``{"sequence_axis": "seq"}``: time sharded over that mesh axis inside ``shard_map``,
+        pooling and batch norm reduced over it; every block's layer must agree).
       norm, mlp, dropout, prenorm: of every block (see :class:`RecurrentBlock`).
       dtype, param_dtype: of the encoder, blocks, decoder and layers built by name.
     """
