@@ -171,6 +171,8 @@ def sequence_sharded(
     """
     axis = SEQUENCE_AXIS
     P = PartitionSpec
+    # The output specs of each input signature: the train step is traced more than once.
+    known: dict[Any, Any] = {}
 
     def run(params: Any, model_state: Any, key: jax.Array, inputs: dict[str, Any]):
         B, T = inputs["inputs"].shape[:2]
@@ -179,66 +181,78 @@ def sequence_sharded(
         }
         in_specs = (P(), P(), P(), split)
         args = (params, model_state, key, inputs)
-        found: dict[str, Any] = {}
-
-        def probe(*a):
-            pred, state = forward(*a)
-            found["pred"] = jax.tree.structure(pred)
-            found["varying"] = [axis in _varying_axes(v) for v in jax.tree.leaves(pred)]
-            found["state"] = [
-                jax.tree_util.keystr(path)
-                for path, v in jax.tree_util.tree_leaves_with_path(state)
-                if axis in _varying_axes(v)
-            ]
-            return jax.tree.map(lambda leaf: leaf[None], (pred, state))
-
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), args)
-
-        def trace(check_vma: bool) -> Any:
-            return jax.make_jaxpr(
-                jax.shard_map(
-                    probe,
-                    mesh=mesh,
-                    in_specs=in_specs,
-                    out_specs=P(axis),
-                    axis_names={axis},
-                    check_vma=check_vma,
-                )
-            )(*abstract)
-
-        try:
-            probed = trace(True)
-        except TypeError:
-            # A layer unaware of the axis (its scan's carry starts the same on every device and
-            # comes out varying) fails the type check: without it, say why.
-            if _mentions_axis(trace(False).jaxpr, axis):
-                raise
-            probed = None
-        if probed is None or not _mentions_axis(probed.jaxpr, axis):
-            raise ValueError(
-                f"the mesh splits time over its {axis!r} axis but the model never communicates "
-                f"over it: build its layers with sequence_axis={axis!r} (e.g. "
-                f"rz.SequenceModel(..., layer_kwargs={{'sequence_axis': {axis!r}}}); only crnn, "
-                f"lru and mh_linear take it), or train on a data-only mesh"
-            )
-        if found["state"]:
-            raise ValueError(
-                f"the model state {found['state']} differs between the chunks of time on the "
-                f"{axis!r} axis: a statistic over time must be reduced over the whole sequence "
-                f"(the zoo's batch norm does so in a block whose layer has sequence_axis={axis!r})"
-            )
-        specs = [P(None, axis) if v else P() for v in found["varying"]]
-        out_specs = (jax.tree.unflatten(found["pred"], specs), P())
+        signature = (jax.tree.structure(abstract), tuple(jax.tree.leaves(abstract)))
+        if signature not in known:
+            known[signature] = _output_specs(forward, mesh, in_specs, abstract)
 
         def body(params, model_state, key, inputs):
             key = jax.random.fold_in(key, jax.lax.axis_index(axis))
             return forward(params, model_state, key, inputs)
 
         return jax.shard_map(
-            body, mesh=mesh, in_specs=in_specs, out_specs=out_specs, axis_names={axis}
+            body, mesh=mesh, in_specs=in_specs, out_specs=known[signature], axis_names={axis}
         )(*args)
 
     return run
+
+
+def _output_specs(forward: Callable, mesh: Mesh, in_specs: Any, abstract: Any) -> Any:
+    """:func:`sequence_sharded`'s out_specs for ``forward`` on ``abstract`` arguments, from one
+    trace under shard_map: a prediction varying over "seq" is split along its axis 1, one the
+    same on every chunk comes out whole; the model state must be the same on every chunk and the
+    model must communicate over "seq" (else a ValueError)."""
+    axis = SEQUENCE_AXIS
+    P = PartitionSpec
+    found: dict[str, Any] = {}
+
+    def probe(*a):
+        pred, state = forward(*a)
+        found["pred"] = jax.tree.structure(pred)
+        found["varying"] = [axis in _varying_axes(v) for v in jax.tree.leaves(pred)]
+        found["state"] = [
+            jax.tree_util.keystr(path)
+            for path, v in jax.tree_util.tree_leaves_with_path(state)
+            if axis in _varying_axes(v)
+        ]
+        # Any value may leave the map stacked along a new "seq" axis, varying or not.
+        return jax.tree.map(lambda leaf: leaf[None], (pred, state))
+
+    def trace(check_vma: bool) -> Any:
+        return jax.make_jaxpr(
+            jax.shard_map(
+                probe,
+                mesh=mesh,
+                in_specs=in_specs,
+                out_specs=P(axis),
+                axis_names={axis},
+                check_vma=check_vma,
+            )
+        )(*abstract)
+
+    try:
+        probed = trace(True)
+    except TypeError:
+        # A layer unaware of the axis (its scan's carry starts the same on every device and
+        # comes out varying) fails the type check: without it, say why.
+        if _mentions_axis(trace(False).jaxpr, axis):
+            raise
+        probed = None
+    if probed is None or not _mentions_axis(probed.jaxpr, axis):
+        raise ValueError(
+            f"the mesh splits time over its {axis!r} axis but the model never communicates "
+            f"over it: build its layers with sequence_axis={axis!r} (e.g. "
+            f"rz.SequenceModel(..., layer_kwargs={{'sequence_axis': {axis!r}}}); only crnn, "
+            f"lru and mh_linear take it), or train on a data-only mesh"
+        )
+    if found["state"]:
+        raise ValueError(
+            f"the model state {found['state']} differs between the chunks of time on the "
+            f"{axis!r} axis: a statistic over time must be reduced over the whole sequence "
+            f"(the zoo's batch norm does so in a block whose layer has sequence_axis={axis!r})"
+        )
+    specs = [P(None, axis) if v else P() for v in found["varying"]]
+    return (jax.tree.unflatten(found["pred"], specs), P())
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
