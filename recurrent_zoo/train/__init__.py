@@ -1,4 +1,5 @@
-"""Training: a jit-compiled, data- (and sequence-) parallel, checkpointed loop, and ``recurrent-zoo train``
+"""Training: a jit-compiled, data- (and sequence-) parallel, checkpointed loop, and
+``recurrent-zoo train``
 (:mod:`.command`), which runs the tasks of :mod:`recurrent_zoo.tasks`."""
 
 from recurrent_zoo.train.checkpoint import Checkpointer

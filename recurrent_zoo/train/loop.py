@@ -287,8 +287,8 @@ def train(
         more metrics (e.g. accuracy); they are averaged like the loss.
       batch_fn: ``(key, step) -> batch``, a dict with "inputs" (and "targets", "lengths",
         "resets", anything the loss needs) or a pair ``(inputs, targets)``; arrays [B, ...] with
-        B a multiple of the device count (of the "data" axis's size on a data × sequence mesh). It must depend only on its arguments, so that resuming
-        needs no data-iterator state.
+        B a multiple of the device count (of the "data" axis's size on a data × sequence mesh).
+        It must depend only on its arguments, so that resuming needs no data-iterator state.
       optimizer: an optax transformation (e.g. :func:`recurrent_zoo.optim.make_optimizer`).
       num_steps: the run's total number of steps (a resumed run stops at the same step).
       seed: seeds the initialisation, the data and dropout.
