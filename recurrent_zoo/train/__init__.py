@@ -1,6 +1,5 @@
 """Training: a jit-compiled, data- (and sequence-) parallel, checkpointed loop, and
-``recurrent-zoo train``
-(:mod:`.command`), which runs the tasks of :mod:`recurrent_zoo.tasks`."""
+``recurrent-zoo train`` (:mod:`.command`), which runs the tasks of :mod:`recurrent_zoo.tasks`."""
 
 from recurrent_zoo.train.checkpoint import Checkpointer
 from recurrent_zoo.train.loop import NonFiniteLossError, TrainResult, as_batch, train
