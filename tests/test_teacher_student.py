@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -166,6 +170,22 @@ def test_train_students_rejects_bad_arguments(tiny):
         ts.train_students(student, teachers, keys, jnp.array([1e-2]), steps=0)
     with pytest.raises(ValueError, match="method"):
         ts.train_students(student, teachers, keys, jnp.array([1e-2]), steps=2, method="fft")
+
+
+def test_grid_split_over_four_devices_equals_one():
+    """``grid_checks.py`` in a process with 4 host CPU devices: the seeds split over the devices
+    (padded where 4 does not divide them) train the same students as on one device, the trained
+    parameters span the 4 devices, and the compiled step holds no collective."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(rz.__file__).parents[1]), env.get("PYTHONPATH", "")]
+    )
+    script = Path(__file__).with_name("grid_checks.py")
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("ok ") == 2, done.stdout
 
 
 def test_bench_end_to_end(tmp_path, capsys):
