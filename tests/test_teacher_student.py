@@ -203,6 +203,49 @@ def test_bench_end_to_end(tmp_path, capsys):
     assert "crnn_gamma" in capsys.readouterr().out
 
 
+TINY_BENCH = ["--models", "rnn", "--nu0", "0.5", "0.9", "--steps", "4", "--seeds", "2"]
+TINY_BENCH += ["--batch-size", "2", "--length", "12", "--eval-size", "4", "--lr-points", "1"]
+TINY_BENCH += ["--hidden-size", "4"]
+
+
+def test_bench_prints_the_wall_time_estimate_before_training(tmp_path, capsys, monkeypatch):
+    seen = []
+    train = ts.train_students
+
+    def spy(*args, **kwargs):
+        seen.append(capsys.readouterr().out)  # what was printed before this program trains
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(ts, "train_students", spy)
+    assert main(["bench", "teacher-student", "--out", str(tmp_path), *TINY_BENCH]) == 0
+    assert len(seen) == 2 and "estimated wall time: " in seen[0]
+    assert "2 ν0 × 1 students × 4 steps" in seen[0]
+    estimate = json.loads((tmp_path / "teacher-student.json").read_text())["results"]["estimate"]
+    cost = estimate["students"]["rnn"]
+    assert cost["step_seconds"] > 0 and cost["devices"] == estimate["devices"] >= 1
+    # Two ν0 of one student: twice its setup and its 4 steps.
+    want = 2 * (cost["setup_seconds"] + 4 * cost["step_seconds"])
+    assert estimate["seconds"] == pytest.approx(want)
+
+
+def test_bench_estimate_only_does_not_train(tmp_path, capsys, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("--estimate trained")
+
+    monkeypatch.setattr(ts, "train_students", no_training)
+    argv = ["bench", "teacher-student", "--out", str(tmp_path), *TINY_BENCH, "--estimate"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("estimated wall time: ") and len(out.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_duration_format():
+    assert bench._duration(35.4) == "35 s"
+    assert bench._duration(250) == "4 min 10 s"
+    assert bench._duration(3 * 3600 + 5 * 60 + 20) == "3 h 5 min"
+
+
 def _resolve(*argv):
     parser = bench.argparse.ArgumentParser()
     parser.add_argument("--full", action="store_true")
