@@ -200,7 +200,9 @@ def test_bench_end_to_end(tmp_path, capsys):
     for r in runs:
         assert np.shape(r["final_loss"]) == (2, 2) and len(r["losses"]) == 2
         assert r["best_lr"] in r["learning_rates"] and r["min"] <= r["geomean"] <= r["max"]
-    assert "crnn_gamma" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "crnn_gamma" in out
+    assert "estimated wall time" not in out  # only --full and --estimate time the programs
 
 
 TINY_BENCH = ["--models", "rnn", "--nu0", "0.5", "0.9", "--steps", "4", "--seeds", "2"]
@@ -208,7 +210,7 @@ TINY_BENCH += ["--batch-size", "2", "--length", "12", "--eval-size", "4", "--lr-
 TINY_BENCH += ["--hidden-size", "4"]
 
 
-def test_bench_prints_the_wall_time_estimate_before_training(tmp_path, capsys, monkeypatch):
+def test_full_bench_prints_the_wall_time_estimate_before_training(tmp_path, capsys, monkeypatch):
     seen = []
     train = ts.train_students
 
@@ -217,7 +219,8 @@ def test_bench_prints_the_wall_time_estimate_before_training(tmp_path, capsys, m
         return train(*args, **kwargs)
 
     monkeypatch.setattr(ts, "train_students", spy)
-    assert main(["bench", "teacher-student", "--out", str(tmp_path), *TINY_BENCH]) == 0
+    argv = ["bench", "teacher-student", "--out", str(tmp_path), *TINY_BENCH]
+    assert main([*argv, "--full"]) == 0  # the given sizes override the paper's
     assert len(seen) == 2 and "estimated wall time: " in seen[0]
     assert "2 ν0 × 1 students × 4 steps" in seen[0]
     estimate = json.loads((tmp_path / "teacher-student.json").read_text())["results"]["estimate"]

@@ -109,7 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--estimate",
         action="store_true",
         help="print the estimated wall time of the run (from a few timed steps of each "
-        "student's program on this machine's devices) and exit without training",
+        "student's program on this machine's devices) and exit without training; --full "
+        "runs print it before training",
     )
     add_protocol(
         parser,
@@ -265,7 +266,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = _resolve(args)
     paper = cfg["protocol"] == "paper"
-    estimate = _estimate(args, cfg)
+    # The paper's size takes hours: say how many before starting. (Quick runs skip it: the
+    # timing compiles every student once more, a tenth of a quick run's time.)
+    estimate = _estimate(args, cfg) if args.full or args.estimate else None
     if args.estimate:
         return {"config": cfg, "estimate": estimate}
     runs, rows = [], []
