@@ -247,6 +247,7 @@ def test_duration_format():
     assert bench._duration(35.4) == "35 s"
     assert bench._duration(250) == "4 min 10 s"
     assert bench._duration(3 * 3600 + 5 * 60 + 20) == "3 h 5 min"
+    assert bench._duration(2 * 3600 - 10) == "2 h 0 min"
 
 
 def _resolve(*argv):

@@ -396,7 +396,8 @@ def _duration(seconds: float) -> str:
     """``seconds`` as "1 h 5 min", "4 min 10 s" or "35 s"."""
     s = round(seconds)
     if s >= 3600:
-        return f"{s // 3600} h {round(s % 3600 / 60)} min"
+        hours, minutes = divmod(round(s / 60), 60)
+        return f"{hours} h {minutes} min"
     if s >= 60:
         return f"{s // 60} min {s % 60} s"
     return f"{seconds:.0f} s"
