@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -168,6 +172,22 @@ def test_train_students_rejects_bad_arguments(tiny):
         ts.train_students(student, teachers, keys, jnp.array([1e-2]), steps=2, method="fft")
 
 
+def test_grid_split_over_four_devices_equals_one():
+    """``grid_checks.py`` in a process with 4 host CPU devices: the seeds split over the devices
+    (padded where 4 does not divide them) train the same students as on one device, the trained
+    parameters span the 4 devices, and the compiled step holds no collective."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(rz.__file__).parents[1]), env.get("PYTHONPATH", "")]
+    )
+    script = Path(__file__).with_name("grid_checks.py")
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("ok ") == 2, done.stdout
+
+
 def test_bench_end_to_end(tmp_path, capsys):
     argv = ["bench", "teacher-student", "--out", str(tmp_path), "--models", "crnn_gamma"]
     argv += ["--nu0", "0.5", "--steps", "3", "--seeds", "2", "--batch-size", "2"]
@@ -180,7 +200,54 @@ def test_bench_end_to_end(tmp_path, capsys):
     for r in runs:
         assert np.shape(r["final_loss"]) == (2, 2) and len(r["losses"]) == 2
         assert r["best_lr"] in r["learning_rates"] and r["min"] <= r["geomean"] <= r["max"]
-    assert "crnn_gamma" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "crnn_gamma" in out
+    assert "estimated wall time" not in out  # only --full and --estimate time the programs
+
+
+TINY_BENCH = ["--models", "rnn", "--nu0", "0.5", "0.9", "--steps", "4", "--seeds", "2"]
+TINY_BENCH += ["--batch-size", "2", "--length", "12", "--eval-size", "4", "--lr-points", "1"]
+TINY_BENCH += ["--hidden-size", "4"]
+
+
+def test_full_bench_prints_the_wall_time_estimate_before_training(tmp_path, capsys, monkeypatch):
+    seen = []
+    train = ts.train_students
+
+    def spy(*args, **kwargs):
+        seen.append(capsys.readouterr().out)  # what was printed before this program trains
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(ts, "train_students", spy)
+    argv = ["bench", "teacher-student", "--out", str(tmp_path), *TINY_BENCH]
+    assert main([*argv, "--full"]) == 0  # the given sizes override the paper's
+    assert len(seen) == 2 and "estimated wall time: " in seen[0]
+    assert "2 ν0 × 1 students × 4 steps" in seen[0]
+    estimate = json.loads((tmp_path / "teacher-student.json").read_text())["results"]["estimate"]
+    cost = estimate["students"]["rnn"]
+    assert cost["step_seconds"] > 0 and cost["devices"] == estimate["devices"] >= 1
+    # Two ν0 of one student: twice its setup and its 4 steps.
+    want = 2 * (cost["setup_seconds"] + 4 * cost["step_seconds"])
+    assert estimate["seconds"] == pytest.approx(want)
+
+
+def test_bench_estimate_only_does_not_train(tmp_path, capsys, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("--estimate trained")
+
+    monkeypatch.setattr(ts, "train_students", no_training)
+    argv = ["bench", "teacher-student", "--out", str(tmp_path), *TINY_BENCH, "--estimate"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("estimated wall time: ") and len(out.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_duration_format():
+    assert bench._duration(35.4) == "35 s"
+    assert bench._duration(250) == "4 min 10 s"
+    assert bench._duration(3 * 3600 + 5 * 60 + 20) == "3 h 5 min"
+    assert bench._duration(2 * 3600 - 10) == "2 h 0 min"
 
 
 def _resolve(*argv):

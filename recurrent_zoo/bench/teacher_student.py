@@ -105,6 +105,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hidden-size", type=int, default=64, help="student units (default 64, the paper's)"
     )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the estimated wall time of the run (from a few timed steps of each "
+        "student's program on this machine's devices) and exit without training; --full "
+        "runs print it before training",
+    )
     add_protocol(
         parser,
         "one teacher for all seeds; best learning rate by the arithmetic mean of the last 100 "
@@ -259,6 +266,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = _resolve(args)
     paper = cfg["protocol"] == "paper"
+    # The paper's size takes hours: say how many before starting. (Quick runs skip it: the
+    # timing compiles every student once more, a tenth of a quick run's time.)
+    estimate = _estimate(args, cfg) if args.full or args.estimate else None
+    if args.estimate:
+        return {"config": cfg, "estimate": estimate}
     runs, rows = [], []
     start_all = time.perf_counter()
     for nu0 in cfg["nu0"]:
@@ -277,7 +289,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 batch_size=cfg["batch_size"],
                 length=args.length,
                 eval_size=cfg["eval_size"],
-                chunk=max(1, min(100, cfg["steps"] // 10)),
+                chunk=_chunk(cfg["steps"]),
                 progress=_common.progress,
                 desc=f"{model:>10s} ν0={nu0:.2f}",
             )
@@ -319,7 +331,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     total = time.perf_counter() - start_all
     print(_common.format_table(rows))
     print(f"total {total:.1f}s")
-    results = {"mode": args.mode, "config": cfg, "runs": runs, "seconds": total}
+    results = {
+        "mode": args.mode,
+        "config": cfg,
+        "runs": runs,
+        "seconds": total,
+        "estimate": estimate,
+    }
     name = NAME if args.mode == "sweep" else f"{NAME}-{args.mode}"
     _common.write_json(args.out, name, _common.args_dict(args), results)
     _plot(args.mode, runs, args.out, name, "mean" if paper else "geomean")
@@ -366,3 +384,82 @@ def _plot(mode: str, runs: list[dict[str, Any]], out: str, name: str, center: st
     if mode == "sweep":
         ax.legend(fontsize=8)
     _common.save_figure(fig, out, name)
+
+
+# -- the wall-time estimate ----------------------------------------------------------------------
+def _chunk(steps: int) -> int:
+    """Steps per compiled call (and per point of the training curve)."""
+    return max(1, min(100, steps // 10))
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as "1 h 5 min", "4 min 10 s" or "35 s"."""
+    s = round(seconds)
+    if s >= 3600:
+        hours, minutes = divmod(round(s / 60), 60)
+        return f"{hours} h {minutes} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60} s"
+    return f"{seconds:.0f} s"
+
+
+def _estimate(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Times a few steps of each student's program where the run will run, and prints
+    "estimated wall time: ..." for the whole run.
+
+    ν0 changes the teacher, not the program's shapes or work, so each student is timed once (at
+    the first ν0) and counts once per ν0. Per student: setup (init, compilation, final
+    evaluation; measured) + steps × the measured wall time of one step of all seeds × learning
+    rates, which already runs split over the devices (``train_students``' default).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from recurrent_zoo.tasks import teacher_student as ts
+
+    t0 = time.perf_counter()
+    paper = cfg["protocol"] == "paper"
+    nu0, steps = cfg["nu0"][0], cfg["steps"]
+    teachers, keys = _teachers(args.seed, nu0, cfg["seeds"], shared=paper)
+    # A tiny program first: the process's first compilation carries one-time costs (backend
+    # start-up, first tracing of the library), which no program of the run pays again.
+    ts.time_steps(
+        _student(cfg["models"][0], nu0, args.hidden_size), jax.tree.map(lambda a: a[:1], teachers),
+        keys[:1], jnp.ones(1), steps=1, batch_size=1, length=4, eval_size=1, chunk=1, repeats=1,
+    )  # fmt: skip
+    costs = {}
+    for model in cfg["models"]:
+        lrs = _lr_grid(model, cfg["lr_points"], cfg["protocol"], args.mode)
+        student = _student(model, nu0, args.hidden_size)
+        costs[model] = ts.time_steps(
+            student,
+            teachers,
+            keys,
+            jnp.asarray(lrs),
+            params=_paper_params(model, student, keys, args.length) if paper else None,
+            steps=steps,
+            batch_size=cfg["batch_size"],
+            length=args.length,
+            eval_size=cfg["eval_size"],
+            chunk=min(_chunk(steps), 25),
+        )
+    per_nu0 = sum(c.seconds(steps) for c in costs.values())
+    seconds = len(cfg["nu0"]) * per_nu0
+    devices = jax.local_devices()
+    where = f"{len(devices)} {devices[0].platform} device{'s' if len(devices) > 1 else ''}"
+    per_step = ", ".join(f"{m} {c.step_seconds * 1e3:.3g}" for m, c in costs.items())
+    setup = max(c.setup_seconds for c in costs.values())
+    print(
+        f"estimated wall time: {_duration(seconds)} ({len(cfg['nu0'])} ν0 × "
+        f"{len(costs)} students × {steps:,} steps; ms per step of {cfg['seeds']} seeds × "
+        f"their learning rates on {where}: {per_step}; setup ≤ {setup:.1f} s per program; "
+        f"timed in {time.perf_counter() - t0:.0f} s)",
+        flush=True,
+    )
+    return {
+        "seconds": seconds,
+        "devices": len(devices),
+        "platform": devices[0].platform,
+        "device_kind": devices[0].device_kind,
+        "students": {m: c._asdict() for m, c in costs.items()},
+    }

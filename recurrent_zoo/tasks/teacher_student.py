@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -22,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from recurrent_zoo import initializers as inits
 from recurrent_zoo import scan
@@ -240,57 +243,54 @@ def causal_conv(x: Array, k: Array) -> Array:
     return jnp.fft.irfft(jnp.einsum("bfj,jfo->bfo", xf, kf), n, axis=1)[:, :T]
 
 
-def train_students(
+#: The mesh axis over which :func:`train_students` splits the seeds.
+GRID_AXIS = "grid"
+
+
+class _Program(NamedTuple):
+    """One (student, seeds × learning rates) program, placed on its devices: the state, the
+    per-seed data, and the two compiled functions (:func:`_program`)."""
+
+    params: Any  # leaves [S', L, ...], S' = S padded to a multiple of the devices
+    opt_state: Any
+    data: tuple[Teacher, Array, Array]  # teachers, their impulse responses, data keys: [S', ...]
+    run_chunk: Callable[..., tuple[Any, Any, Array]]
+    evaluate: Callable[[Any, tuple[Teacher, Array, Array]], Array]
+    num_seeds: int  # S, the seeds asked for; rows S: are copies of seed 0
+
+
+def _pad_seeds(tree: Any, num: int) -> Any:
+    """Each leaf [S, ...] with ``num`` copies of its row 0 appended."""
+    if num == 0:
+        return tree
+    return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], num, axis=0)]), tree)
+
+
+def _program(
     student: nn.Module,
     teachers: Teacher,
     keys: Array,
     learning_rates: Array,
     *,
     steps: int,
-    batch_size: int = 128,
-    length: int = 300,
-    eval_size: int = 512,
-    chunk: int = 100,
-    method: str = "impulse",
-    params: Any = None,
-    progress: Callable[[Iterable[int], str, int], Iterable[int]] | None = None,
-    desc: str = "train",
-) -> SweepResult:
-    """Trains one student per (seed, learning rate), all in one vmapped, jit-compiled step.
-
-    Seed s has its own teacher ``teachers[s]`` (leaves with a leading axis S; the same teacher
-    repeated S times is the paper's protocol), student init and data stream from ``keys[s]``;
-    the L learning rates of a seed share its init and its batches (common random numbers, so the
-    learning-rate comparison is not blurred by data noise).
-
-    Teacher and students are linear and time-invariant from rest, so the prediction error is
-    ŷ − y = k_student ∗ x − k_teacher ∗ x = (k_student − k_teacher) ∗ x, with k the impulse
-    responses [d_in, T, d_out]. ``method="impulse"`` computes the loss that way: the student's
-    layer runs once per step on one impulse (not on B sequences), its gradient flows back through
-    that run, and the batch enters through one FFT convolution. ``method="scan"`` runs the student
-    and the teacher over the batch. Both are the same loss of the same parameters on the same
-    batches (equal up to float32 rounding); the final loss is always measured the second way, by
-    the student's own forward pass over a fresh evaluation batch.
-
-    Args:
-      student: the flax module (x [B, T, d_in] → ŷ [B, T, d_out]); with ``method="impulse"`` it
-        must be linear and time-invariant (every student of :func:`make_student` is).
-      teachers: S stacked teachers.
-      keys: [S] PRNG keys.
-      learning_rates: [L] peak learning rates (Adam, cosine decay to 1e-7, no warm-up).
-      steps: optimisation steps; chunk: steps per compiled call (the training curve's resolution).
-      method: one of :data:`METHODS`.
-      params: optional initial parameters, leaves [S, ...] (one init per seed); None: the
-        student's own init from ``keys``.
-      progress: optional ``progress(iterable, desc, total)`` wrapper (e.g. ``bench._common.progress``).
-    """
-    if steps < 1 or chunk < 1:
-        raise ValueError(f"steps and chunk must be >= 1, got steps={steps}, chunk={chunk}")
+    batch_size: int,
+    length: int,
+    eval_size: int,
+    method: str,
+    params: Any,
+    devices: Any,
+) -> _Program:
+    """Builds :func:`train_students`' program (arguments as there)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     lrs = jnp.asarray(learning_rates, jnp.float32)
     if lrs.ndim != 1 or not bool(jnp.all(lrs > 0)):
         raise ValueError(f"learning_rates must be a 1-D array of positive floats, got {lrs}")
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must name at least one device")
     num_seeds, num_lrs = keys.shape[0], lrs.shape[0]
     d_in = teachers.B.shape[-1]
 
@@ -301,9 +301,39 @@ def train_students(
         x0 = jnp.zeros((1, length, d_in))
         params = [student.init(k, x0)["params"] for k in init_keys]
         params = jax.tree.map(lambda *p: jnp.stack(p), *params)
+
+    # The teachers' impulse responses, once: [S, d_in, T, d_out].
+    k_teachers = jax.jit(
+        jax.vmap(lambda t: impulse_response(functools.partial(run_teacher, t), length, d_in))
+    )(teachers)
+
+    # The seeds are independent programs: split them over the devices, padded with copies of
+    # seed 0 to a multiple of their number, so that every device runs the same share.
+    pad = -num_seeds % len(devices)
+    params, data = _pad_seeds((params, (teachers, k_teachers, data_keys)), pad)
+    padded = num_seeds + pad
     params = jax.tree.map(
-        lambda p: jnp.broadcast_to(p[:, None], (num_seeds, num_lrs, *p.shape[1:])), params
+        lambda p: jnp.broadcast_to(p[:, None], (padded, num_lrs, *p.shape[1:])), params
     )
+    opt_state = jax.vmap(jax.vmap(lambda p, lr: cosine_adam(lr, steps).init(p)))(
+        params, jnp.broadcast_to(lrs, (padded, num_lrs))
+    )
+    mesh = Mesh(np.asarray(devices), (GRID_AXIS,)) if len(devices) > 1 else None
+    if mesh is not None:
+        params, opt_state, data = jax.device_put(
+            (params, opt_state, data), NamedSharding(mesh, P(GRID_AXIS))
+        )
+
+    def per_device(f, in_specs):
+        # Each device runs the step on its own seeds (shard_map): left to the partitioner, the
+        # FFTs of the vmapped seeds would be all-gathered and computed on every device. No
+        # collective runs inside, so the replication check (which the layers' scans, started
+        # from unvarying zeros, would fail) has nothing to guard.
+        if mesh is None:
+            return f
+        return jax.shard_map(
+            f, mesh=mesh, in_specs=in_specs, out_specs=P(GRID_AXIS), check_vma=False
+        )
 
     def loss_fn(p, x, y):
         return loss(student.apply({"params": p}, x), y)
@@ -311,15 +341,6 @@ def train_students(
     def impulse_loss(p, x, k_teacher):
         k = impulse_response(lambda z: student.apply({"params": p}, z), length, d_in)
         return loss(causal_conv(x, k - k_teacher), 0.0)
-
-    # The teachers' impulse responses, once: [S, d_in, T, d_out].
-    k_teachers = jax.jit(
-        jax.vmap(lambda t: impulse_response(functools.partial(run_teacher, t), length, d_in))
-    )(teachers)
-
-    opt_state = jax.vmap(jax.vmap(lambda p, lr: cosine_adam(lr, steps).init(p)))(
-        params, jnp.broadcast_to(lrs, (num_seeds, num_lrs))
-    )
 
     def seed_step(p_l, o_l, teacher, k_teacher, key, step):
         batch_key = jax.random.fold_in(key, step)
@@ -339,39 +360,172 @@ def train_students(
 
     all_step = jax.vmap(seed_step, in_axes=(0, 0, 0, 0, 0, None))
 
-    @functools.partial(jax.jit, static_argnums=3, donate_argnums=(0, 1))
-    def run_chunk(p, o, start, n):
-        def body(carry, step):
-            p, o = carry
-            p, o, value = all_step(p, o, teachers, k_teachers, data_keys, step)
-            return (p, o), value
+    @functools.partial(jax.jit, static_argnums=4, donate_argnums=(0, 1))
+    def run_chunk(p, o, data, start, n):
+        def chunk(p, o, data, start):
+            def body(carry, step):
+                p, o = carry
+                p, o, value = all_step(p, o, *data, step)
+                return (p, o), value
 
-        (p, o), values = jax.lax.scan(body, (p, o), start + jnp.arange(n))
-        return p, o, jnp.mean(values, axis=0)
+            (p, o), values = jax.lax.scan(body, (p, o), start + jnp.arange(n))
+            return p, o, jnp.mean(values, axis=0)
 
+        grid = P(GRID_AXIS)
+        return per_device(chunk, (grid, grid, grid, P()))(p, o, data, start)
+
+    @jax.jit
+    def evaluate(p, data):
+        # One seed at a time (per device): the learning rates' states over the evaluation batch
+        # are the largest arrays of the run.
+        def per_seed(args):
+            p_l, teacher, _, key = args
+            x, y = sample_batch(jax.random.fold_in(key, steps + 1), teacher, eval_size, length)
+            return jax.vmap(lambda p: loss_fn(p, x, y))(p_l)
+
+        seeds = lambda p, data: jax.lax.map(per_seed, (p, *data))
+        return per_device(seeds, P(GRID_AXIS))(p, data)
+
+    return _Program(params, opt_state, data, run_chunk, evaluate, num_seeds)
+
+
+def train_students(
+    student: nn.Module,
+    teachers: Teacher,
+    keys: Array,
+    learning_rates: Array,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    length: int = 300,
+    eval_size: int = 512,
+    chunk: int = 100,
+    method: str = "impulse",
+    params: Any = None,
+    progress: Callable[[Iterable[int], str, int], Iterable[int]] | None = None,
+    desc: str = "train",
+    devices: Sequence[jax.Device] | None = None,
+) -> SweepResult:
+    """Trains one student per (seed, learning rate), all in one vmapped, jit-compiled step.
+
+    Seed s has its own teacher ``teachers[s]`` (leaves with a leading axis S; the same teacher
+    repeated S times is the paper's protocol), student init and data stream from ``keys[s]``;
+    the L learning rates of a seed share its init and its batches (common random numbers, so the
+    learning-rate comparison is not blurred by data noise).
+
+    Teacher and students are linear and time-invariant from rest, so the prediction error is
+    ŷ − y = k_student ∗ x − k_teacher ∗ x = (k_student − k_teacher) ∗ x, with k the impulse
+    responses [d_in, T, d_out]. ``method="impulse"`` computes the loss that way: the student's
+    layer runs once per step on one impulse (not on B sequences), its gradient flows back through
+    that run, and the batch enters through one FFT convolution. ``method="scan"`` runs the student
+    and the teacher over the batch. Both are the same loss of the same parameters on the same
+    batches (equal up to float32 rounding); the final loss is always measured the second way, by
+    the student's own forward pass over a fresh evaluation batch.
+
+    With several devices the seeds are split over them (``jax.sharding``: a one-axis mesh
+    :data:`GRID_AXIS`, every [S, L, ...] array sharded along S): each device trains its seeds ×
+    all learning rates, with no communication between devices during training. S is padded with
+    copies of seed 0 to a multiple of the number of devices (they are trained and dropped), so
+    S = 10 on 8 devices trains 16 seeds, 2 per device.
+
+    Args:
+      student: the flax module (x [B, T, d_in] → ŷ [B, T, d_out]); with ``method="impulse"`` it
+        must be linear and time-invariant (every student of :func:`make_student` is).
+      teachers: S stacked teachers.
+      keys: [S] PRNG keys.
+      learning_rates: [L] peak learning rates (Adam, cosine decay to 1e-7, no warm-up).
+      steps: optimisation steps; chunk: steps per compiled call (the training curve's resolution).
+      method: one of :data:`METHODS`.
+      params: optional initial parameters, leaves [S, ...] (one init per seed); None: the
+        student's own init from ``keys``.
+      progress: optional ``progress(iterable, desc, total)`` wrapper (e.g. ``bench._common.progress``).
+      devices: the devices to split the seeds over (one process's); None: every local device
+        (``jax.local_devices()``). One device runs unsharded.
+    """
+    if steps < 1 or chunk < 1:
+        raise ValueError(f"steps and chunk must be >= 1, got steps={steps}, chunk={chunk}")
+    prog = _program(
+        student, teachers, keys, learning_rates, steps=steps, batch_size=batch_size,
+        length=length, eval_size=eval_size, method=method, params=params, devices=devices,
+    )  # fmt: skip
+    params, opt_state = prog.params, prog.opt_state
     starts = range(0, steps, chunk)
     wrapped = progress(starts, desc, len(starts)) if progress is not None else starts
     curve = []
     for start in wrapped:
-        params, opt_state, mean_loss = run_chunk(
-            params, opt_state, jnp.int32(start), min(chunk, steps - start)
+        params, opt_state, mean_loss = prog.run_chunk(
+            params, opt_state, prog.data, jnp.int32(start), min(chunk, steps - start)
         )
         curve.append(np.asarray(mean_loss))
-
-    @jax.jit
-    def evaluate(p):
-        # One seed at a time: the learning rates' states over the evaluation batch are the
-        # largest arrays of the run.
-        def per_seed(args):
-            p_l, teacher, key = args
-            x, y = sample_batch(jax.random.fold_in(key, steps + 1), teacher, eval_size, length)
-            return jax.vmap(lambda p: loss_fn(p, x, y))(p_l)
-
-        return jax.lax.map(per_seed, (p, teachers, data_keys))
-
-    final = np.asarray(evaluate(params), np.float64)
+    final = np.asarray(prog.evaluate(params, prog.data), np.float64)
     final = np.where(np.isfinite(final), final, np.inf)
-    return SweepResult(final, np.stack(curve, axis=-1), params)
+    s = prog.num_seeds
+    if s < final.shape[0]:  # drop the padding seeds
+        params = jax.tree.map(lambda a: a[:s], params)
+    return SweepResult(final[:s], np.stack(curve, axis=-1)[:s], params)
+
+
+class StepCost(NamedTuple):
+    """What :func:`time_steps` measures of one :func:`train_students` program.
+
+    step_seconds: wall seconds per training step of all S × L copies (median of the timed
+      chunks, after compilation), on ``devices`` devices.
+    setup_seconds: the rest of a run: init, the teachers' impulse responses, compiling the step,
+      and compiling and running the final evaluation.
+    devices: the number of devices the seeds were split over.
+    """
+
+    step_seconds: float
+    setup_seconds: float
+    devices: int
+
+    def seconds(self, steps: int) -> float:
+        """The wall time of a run of ``steps`` steps: setup + steps × step_seconds."""
+        return self.setup_seconds + steps * self.step_seconds
+
+
+def time_steps(
+    student: nn.Module,
+    teachers: Teacher,
+    keys: Array,
+    learning_rates: Array,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    length: int = 300,
+    eval_size: int = 512,
+    chunk: int = 100,
+    method: str = "impulse",
+    params: Any = None,
+    devices: Sequence[jax.Device] | None = None,
+    repeats: int = 2,
+) -> StepCost:
+    """Times :func:`train_students`' program (same arguments) on the devices it would run on.
+
+    Builds the same program, runs one chunk of ``chunk`` steps (compiling it), then ``repeats``
+    timed chunks, and the final evaluation. ``steps`` sets the learning-rate schedule only; the
+    run takes (1 + repeats) · chunk steps. Every call waits for the device, so the figures are
+    wall times of the device's work, not of dispatch.
+    """
+    if chunk < 1 or repeats < 1:
+        raise ValueError(f"chunk and repeats must be >= 1, got chunk={chunk}, repeats={repeats}")
+    t0 = time.perf_counter()
+    prog = _program(
+        student, teachers, keys, learning_rates, steps=steps, batch_size=batch_size,
+        length=length, eval_size=eval_size, method=method, params=params, devices=devices,
+    )  # fmt: skip
+    p, o = prog.params, prog.opt_state
+    jax.block_until_ready((p, o, prog.data))
+    stamps = []
+    for i in range(1 + repeats):
+        p, o, mean_loss = prog.run_chunk(p, o, prog.data, jnp.int32(i * chunk), chunk)
+        jax.block_until_ready((p, o, mean_loss))
+        stamps.append(time.perf_counter())
+    step = float(np.median(np.diff(stamps))) / chunk
+    jax.block_until_ready(prog.evaluate(p, prog.data))
+    setup = time.perf_counter() - t0 - (1 + repeats) * chunk * step
+    n = len(jax.local_devices() if devices is None else devices)
+    return StepCost(step, max(setup, 0.0), n)
 
 
 # -- the training task -------------------------------------------------------------------------
