@@ -252,3 +252,43 @@ def test_sizes_quick_full_given_and_minimum():
     assert (
         "(default 10; --full: 1000)" in help_text and "(default 4 8; --full: 64 128)" in help_text
     )
+
+
+def test_sizes_medium_is_a_third_named_size():
+    sizes = Sizes(
+        steps=Size(10, 1000, "training steps", medium=100),
+        seeds=Size(2, 10, "seeds"),  # no medium value: medium is the quick one
+    )
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--full", action="store_true")
+    sizes.add_arguments(parser)
+    resolve = lambda *argv: sizes.resolve(parser.parse_args(list(argv)))
+    assert resolve() == resolve("--size", "quick") == {"steps": 10, "seeds": 2}
+    assert resolve("--size", "medium") == {"steps": 100, "seeds": 2}
+    assert resolve("--size", "full") == resolve("--full") == {"steps": 1000, "seeds": 10}
+    assert resolve("--size", "medium", "--steps", "7") == {"steps": 7, "seeds": 2}
+    assert Sizes.level(parser.parse_args(["--size", "medium"])) == "medium"
+    with pytest.raises(UsageError, match="--full contradicts --size medium"):
+        resolve("--full", "--size", "medium")
+    help_text = " ".join(parser.format_help().split())  # argparse wraps its lines
+    assert "(default 10; --size medium: 100; --full: 1000)" in help_text
+    assert "(default 2; --full: 10)" in help_text
+    # Without a medium value anywhere there is no --size option.
+    plain = argparse.ArgumentParser()
+    Sizes(steps=Size(10, 1000, "training steps")).add_arguments(plain)
+    assert "--size" not in plain.format_help()
+
+
+def test_teacher_student_medium_size(tmp_path):
+    from recurrent_zoo.bench import teacher_student as bench
+
+    parse = lambda *argv: build_parser("bench").parse_args(["bench", "teacher-student", *argv])
+    cfg = bench._resolve(parse("--size", "medium", "--mode", "ablation", "--protocol", "paper"))
+    budget = (cfg["steps"], cfg["batch_size"], cfg["seeds"], cfg["size"])
+    assert budget == (10_000, 128, 5, "medium")
+    assert cfg["lr_points"] == 7  # the paper protocol's whole ablation grid
+    sweep = bench._resolve(parse("--size", "medium"))
+    assert sweep["models"] == list(bench._QUICK_MODELS) and sweep["lr_points"] == 5
+    assert sweep["nu0"] == list(bench._QUICK_NU0)
+    argv = ["bench", "teacher-student", "--out", str(tmp_path), "--full", "--size", "quick"]
+    assert main(argv) == 2

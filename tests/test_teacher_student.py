@@ -259,7 +259,13 @@ def _resolve(*argv):
 
 def test_modes_and_sizes():
     quick = _resolve()
-    assert quick["models"] == ["rnn", "block2", "lru"] and quick["nu0"] == [0.36, 0.84, 0.96, 0.99]
+    assert quick["models"] == ["rnn", "lru"] and quick["nu0"] == [0.36, 0.92, 0.99]
+    assert (quick["steps"], quick["batch_size"], quick["seeds"], quick["lr_points"]) == (
+        10000,
+        64,
+        2,
+        3,
+    )
     full = _resolve("--full")
     assert full["models"] == list(ts.STUDENTS) and full["nu0"] == list(ts.NU0_GRID)
     assert (full["steps"], full["batch_size"], full["seeds"], full["lr_points"]) == (

@@ -2,7 +2,8 @@
 
 * :func:`add_common`: ``--out``, ``--full`` and ``--seed`` (the front-end adds them to every bench);
 * :func:`add_layers`: ``--layers a b c``, space-separated names from ``rz.LAYERS``;
-* :class:`Sizes`: the options whose default is a quick size, and the paper's size with ``--full``;
+* :class:`Sizes`: the options whose default is a quick size, and the paper's size with ``--full``
+  (and, for the benches that define one, a medium size with ``--size medium``);
 * :func:`add_text_source`: ``--source`` and ``--model`` wherever Wikipedia text is read;
 * :func:`add_protocol`: ``--protocol zoo|paper``, the zoo's choices or the paper's code's.
 
@@ -88,9 +89,15 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+#: The named sizes, smallest first: ``quick`` (the default), ``medium`` (``--size medium``, for
+#: the benches that define it) and ``full`` (``--full`` or ``--size full``).
+SIZE_NAMES = ("quick", "medium", "full")
+
+
 @dataclass(frozen=True)
 class Size:
-    """One option whose default is ``quick``, or ``full`` with ``--full``.
+    """One option whose default is ``quick``, ``medium`` with ``--size medium``, or ``full``
+    with ``--full``.
 
     Attributes:
       quick: the default size (minutes on a 2-core CPU).
@@ -99,6 +106,8 @@ class Size:
       type: converts one command-line word (``int``, ``float``).
       many: a space-separated list (``nargs="+"``); quick and full are then sequences.
       minimum: the smallest value allowed (each element of a list); None: no bound.
+      medium: the value with ``--size medium`` (under half an hour on a 2-core CPU, enough to
+        decide a finding); None: the quick value.
     """
 
     quick: Any
@@ -107,6 +116,15 @@ class Size:
     type: Callable[[str], Any] = int
     many: bool = False
     minimum: float | None = 1
+    medium: Any = None
+
+    def at(self, size: str) -> Any:
+        """The value at the named size (one of :data:`SIZE_NAMES`)."""
+        if size == "full":
+            return self.full
+        if size == "medium" and self.medium is not None:
+            return self.medium
+        return self.quick
 
 
 class Sizes:
@@ -115,6 +133,9 @@ class Sizes:
     >>> SIZES = Sizes(steps=Size(400, 10_000, "training steps"))
     >>> SIZES.add_arguments(parser)           # --steps N, default None: "not given"
     >>> SIZES.resolve(args)                   # {"steps": 400}, or 10_000 with --full
+
+    When some size has a ``medium`` value, :meth:`add_arguments` adds ``--size quick|medium|full``
+    as well (``--full`` is ``--size full``).
     """
 
     def __init__(self, **sizes: Size) -> None:
@@ -134,25 +155,53 @@ class Sizes:
         """The option of ``name``: ``batch_size`` -> ``--batch-size``."""
         return "--" + name.replace("_", "-")
 
+    @property
+    def has_medium(self) -> bool:
+        """Whether some size defines a medium value (then ``--size`` is an option)."""
+        return any(size.medium is not None for size in self._sizes.values())
+
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Adds one option per size; each defaults to None, so that a given value is told apart."""
+        """Adds one option per size; each defaults to None, so that a given value is told apart.
+        With a medium size, also ``--size quick|medium|full`` (default quick)."""
+        if self.has_medium:
+            parser.add_argument(
+                "--size",
+                choices=SIZE_NAMES,
+                default=None,
+                help="quick (default), medium (under half an hour on a 2-core CPU) or full "
+                "(the same as --full)",
+            )
         for name, size in self._sizes.items():
+            medium = f"; --size medium: {_shown(size.medium)}" if size.medium is not None else ""
             parser.add_argument(
                 self.flag(name),
                 type=size.type,
                 nargs="+" if size.many else None,
                 default=None,
-                help=f"{size.help} (default {_shown(size.quick)}; --full: {_shown(size.full)})",
+                help=f"{size.help} (default {_shown(size.quick)}{medium}; "
+                f"--full: {_shown(size.full)})",
             )
 
+    @staticmethod
+    def level(args: argparse.Namespace) -> str:
+        """The named size of ``args`` (one of :data:`SIZE_NAMES`): ``--size``, or full with
+        ``--full``, else quick. ``--full`` with ``--size quick`` or ``medium`` raises
+        :class:`UsageError`."""
+        full = bool(getattr(args, "full", False))
+        size = getattr(args, "size", None)
+        if full and size not in (None, "full"):
+            raise UsageError(f"--full contradicts --size {size}")
+        return "full" if full else (size or "quick")
+
     def resolve(self, args: argparse.Namespace) -> dict[str, Any]:
-        """Each size's value: as given, else quick or (with ``args.full``) full; lists come back
-        as lists. A value below its minimum raises :class:`UsageError`."""
+        """Each size's value: as given, else the one of :meth:`level` (quick, medium or full);
+        lists come back as lists. A value below its minimum raises :class:`UsageError`."""
+        level = self.level(args)
         out: dict[str, Any] = {}
         for name, size in self._sizes.items():
             value = getattr(args, name, None)
             if value is None:
-                value = size.full if getattr(args, "full", False) else size.quick
+                value = size.at(level)
             values = list(value) if size.many else [value]
             if size.minimum is not None and any(v < size.minimum for v in values):
                 raise UsageError(
@@ -165,6 +214,7 @@ class Sizes:
 __all__ = [
     "LAYERS",
     "PROTOCOLS",
+    "SIZE_NAMES",
     "Size",
     "Sizes",
     "UsageError",
