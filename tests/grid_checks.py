@@ -8,7 +8,8 @@ check prints one line starting "ok "; any mismatch raises, and the script exits 
 seed 0; ``rnn``) on every device against the same call on one device: final losses, training curves and trained
 parameters; the trained parameters are sharded over all 4 devices, and the compiled training
 chunk holds no collective (no all-gather, all-reduce, all-to-all or collective-permute): the
-devices never talk during training.
+devices never talk during training. Then the bench with 4 programs (2 students × 2 ν0) on the 4
+devices: they run side by side, one device each, and give the one-device results.
 """
 
 from __future__ import annotations
@@ -83,5 +84,36 @@ def main() -> None:
         print(f"ok {name} S={num_seeds} on 4 devices = on 1 (bitwise: {exact})")
 
 
+def bench_programs_side_by_side() -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from recurrent_zoo.bench import teacher_student as bench
+    from recurrent_zoo.cli import main as cli
+
+    args = ["--models", "rnn", "lru", "--nu0", "0.5", "0.9", "--steps", "4", "--seeds", "2"]
+    args += ["--batch-size", "2", "--length", "12", "--eval-size", "4", "--lr-points", "2"]
+    args += ["--hidden-size", "4"]
+    with tempfile.TemporaryDirectory() as out:
+        assert cli(["bench", "teacher-student", "--out", out, *args]) == 0
+        runs = json.loads((Path(out) / "teacher-student.json").read_text())["results"]["runs"]
+    assert [(r["model"], r["nu0"]) for r in runs] == [
+        ("rnn", 0.5), ("lru", 0.5), ("rnn", 0.9), ("lru", 0.9)
+    ]  # fmt: skip
+    assert all(len(r["devices"]) == 1 for r in runs), [r["devices"] for r in runs]
+    assert len({r["devices"][0] for r in runs}) > 1, "the programs ran on one device"
+    for r in runs:
+        teachers, keys = bench._teachers(0, r["nu0"], 2)
+        one = ts.train_students(
+            bench._student(r["model"], r["nu0"], 4), teachers, keys,
+            jnp.asarray(r["learning_rates"]), steps=4, batch_size=2, length=12, eval_size=4,
+            chunk=bench._chunk(4), devices=jax.devices()[:1],
+        )  # fmt: skip
+        np.testing.assert_allclose(r["final_loss"], one.final_loss, rtol=1e-6)
+    print(f"ok 4 programs side by side on devices {sorted({r['devices'][0] for r in runs})}")
+
+
 if __name__ == "__main__":
     main()
+    bench_programs_side_by_side()

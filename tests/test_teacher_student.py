@@ -185,7 +185,7 @@ def test_grid_split_over_four_devices_equals_one():
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("ok ") == 2, done.stdout
+    assert done.stdout.count("ok ") == 3, done.stdout
 
 
 def test_bench_end_to_end(tmp_path, capsys):

@@ -271,74 +271,78 @@ def _summary(final: Any, lrs: list[float], train: Any = None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import jax
     import jax.numpy as jnp
 
     from recurrent_zoo.tasks import teacher_student as ts
 
     cfg = _resolve(args)
     paper = cfg["protocol"] == "paper"
-    # The paper's size takes hours: say how many before starting. (Quick runs skip it: the
-    # timing compiles every student once more, a tenth of a quick run's time.)
-    estimate = _estimate(args, cfg) if args.full or args.estimate else None
+    # The medium and paper sizes take from half an hour to hours: say how long before starting.
+    # (Quick runs skip it: the timing compiles every student once more, a tenth of their time.)
+    estimate = _estimate(args, cfg) if cfg["size"] != "quick" or args.estimate else None
     if args.estimate:
         return {"config": cfg, "estimate": estimate}
-    runs, rows = [], []
     start_all = time.perf_counter()
-    for nu0 in cfg["nu0"]:
-        teachers, keys = _teachers(args.seed, nu0, cfg["seeds"], shared=paper)
-        for model in cfg["models"]:
-            lrs = _lr_grid(model, cfg["lr_points"], cfg["protocol"], args.mode)
-            student = _student(model, nu0, args.hidden_size)
-            t0 = time.perf_counter()
-            result = ts.train_students(
-                student,
-                teachers,
-                keys,
-                jnp.asarray(lrs),
-                params=_paper_params(model, student, keys, args.length) if paper else None,
-                steps=cfg["steps"],
-                batch_size=cfg["batch_size"],
-                length=args.length,
-                eval_size=cfg["eval_size"],
-                chunk=_chunk(cfg["steps"]),
-                progress=_common.progress,
-                desc=f"{model:>10s} ν0={nu0:.2f}",
+    programs = [(nu0, model) for nu0 in cfg["nu0"] for model in cfg["models"]]
+    teachers = {nu0: _teachers(args.seed, nu0, cfg["seeds"], shared=paper) for nu0 in cfg["nu0"]}
+
+    def train(program: tuple[float, str], devices: list[Any]) -> tuple[dict, dict]:
+        nu0, model = program
+        lrs = _lr_grid(model, cfg["lr_points"], cfg["protocol"], args.mode)
+        student = _student(model, nu0, args.hidden_size)
+        (teacher, keys), t0 = teachers[nu0], time.perf_counter()
+        result = ts.train_students(
+            student,
+            teacher,
+            keys,
+            jnp.asarray(lrs),
+            params=_paper_params(model, student, keys, args.length) if paper else None,
+            steps=cfg["steps"],
+            batch_size=cfg["batch_size"],
+            length=args.length,
+            eval_size=cfg["eval_size"],
+            chunk=_chunk(cfg["steps"]),
+            progress=_common.progress,
+            desc=f"{model:>10s} ν0={nu0:.2f}",
+            devices=devices,
+        )
+        if not paper:
+            summary = _summary(result.final_loss, lrs)
+        else:
+            # The paper ranks heads by its validation loss, the rest by training loss.
+            by_final = args.mode == "heads"
+            summary = _summary(
+                result.final_loss, lrs, result.final_loss if by_final else result.curve[..., -1]
             )
-            if not paper:
-                summary = _summary(result.final_loss, lrs)
-            else:
-                # The paper ranks heads by its validation loss, the rest by training loss.
-                by_final = args.mode == "heads"
-                summary = _summary(
-                    result.final_loss, lrs, result.final_loss if by_final else result.curve[..., -1]
-                )
-            seconds = time.perf_counter() - t0
-            runs.append(
-                {
-                    "model": model,
-                    "nu0": nu0,
-                    "learning_rates": lrs,
-                    "final_loss": result.final_loss,  # [seed, lr]
-                    "curve": result.curve,  # [seed, lr, chunk]
-                    "seconds": seconds,
-                    **summary,
-                }
-            )
-            rows.append(
-                {
-                    "model": model,
-                    "nu0": nu0,
-                    "best_lr": summary["best_lr"],
-                    **(
-                        {"loss (mean)": summary["mean"]}
-                        if paper
-                        else {"loss (geomean)": summary["geomean"]}
-                    ),
-                    "min": summary["min"],
-                    "max": summary["max"],
-                    "s": seconds,
-                }
-            )
+        seconds = time.perf_counter() - t0
+        run = {
+            "model": model,
+            "nu0": nu0,
+            "learning_rates": lrs,
+            "final_loss": result.final_loss,  # [seed, lr]
+            "curve": result.curve,  # [seed, lr, chunk]
+            "seconds": seconds,
+            "devices": [d.id for d in devices],
+            **summary,
+        }
+        row = {
+            "model": model,
+            "nu0": nu0,
+            "best_lr": summary["best_lr"],
+            **(
+                {"loss (mean)": summary["mean"]}
+                if paper
+                else {"loss (geomean)": summary["geomean"]}
+            ),
+            "min": summary["min"],
+            "max": summary["max"],
+            "s": seconds,
+        }
+        return run, row
+
+    done = _run_programs(programs, train, jax.local_devices())
+    runs, rows = [run for run, _ in done], [row for _, row in done]
     total = time.perf_counter() - start_all
     print(_common.format_table(rows))
     print(f"total {total:.1f}s")
@@ -397,6 +401,48 @@ def _plot(mode: str, runs: list[dict[str, Any]], out: str, name: str, center: st
     _common.save_figure(fig, out, name)
 
 
+# -- placing the programs on the devices ---------------------------------------------------------
+def _concurrent(num_programs: int, num_devices: int) -> bool:
+    """Whether the programs run side by side, one device each (else one after the other, each
+    with its seeds split over every device).
+
+    A program's step is a chain of small sequential operations (the impulse response's scan):
+    on an accelerator it is bound by that chain's latency, which splitting the seeds does not
+    shorten, so whole programs go to separate devices whenever there are enough of them.
+    """
+    return 1 < num_devices <= num_programs
+
+
+def _run_programs(programs: list[Any], train: Any, devices: list[Any]) -> list[Any]:
+    """``[train(p, devices_of_p) for p in programs]``, in order, placed by :func:`_concurrent`.
+
+    Side by side: one thread per device, each taking the next program and a free device (JAX
+    releases the GIL while a device computes). The results are those of one device: a program
+    runs the same computation wherever it is placed.
+    """
+    if not _concurrent(len(programs), len(devices)):
+        return [train(p, devices) for p in programs]
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    import jax
+
+    free: queue.Queue = queue.Queue()
+    for d in devices:
+        free.put(d)
+
+    def on_a_free_device(program: Any) -> Any:
+        device = free.get()
+        try:
+            with jax.default_device(device):  # thread-local: init and setup run there too
+                return train(program, [device])
+        finally:
+            free.put(device)
+
+    with ThreadPoolExecutor(max_workers=len(devices)) as pool:
+        return list(pool.map(on_a_free_device, programs))
+
+
 # -- the wall-time estimate ----------------------------------------------------------------------
 def _chunk(steps: int) -> int:
     """Steps per compiled call (and per point of the training curve)."""
@@ -421,7 +467,9 @@ def _estimate(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     ν0 changes the teacher, not the program's shapes or work, so each student is timed once (at
     the first ν0) and counts once per ν0. Per student: setup (init, compilation, final
     evaluation; measured) + steps × the measured wall time of one step of all seeds × learning
-    rates, which already runs split over the devices (``train_students``' default).
+    rates, on the devices the program will run on (:func:`_concurrent`): one device when the
+    programs run side by side (the total then divides by the number of devices), else split
+    over all of them.
     """
     import jax
     import jax.numpy as jnp
@@ -438,6 +486,8 @@ def _estimate(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
         _student(cfg["models"][0], nu0, args.hidden_size), jax.tree.map(lambda a: a[:1], teachers),
         keys[:1], jnp.ones(1), steps=1, batch_size=1, length=4, eval_size=1, chunk=1, repeats=1,
     )  # fmt: skip
+    devices = jax.local_devices()
+    side_by_side = _concurrent(len(cfg["nu0"]) * len(cfg["models"]), len(devices))
     costs = {}
     for model in cfg["models"]:
         lrs = _lr_grid(model, cfg["lr_points"], cfg["protocol"], args.mode)
@@ -453,11 +503,15 @@ def _estimate(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
             length=args.length,
             eval_size=cfg["eval_size"],
             chunk=min(_chunk(steps), 25),
+            devices=devices[:1] if side_by_side else devices,
         )
     per_nu0 = sum(c.seconds(steps) for c in costs.values())
     seconds = len(cfg["nu0"]) * per_nu0
-    devices = jax.local_devices()
-    where = f"{len(devices)} {devices[0].platform} device{'s' if len(devices) > 1 else ''}"
+    if side_by_side:  # the programs share the devices out; none can finish before the longest
+        seconds = max(seconds / len(devices), max(c.seconds(steps) for c in costs.values()))
+        where = f"one {devices[0].platform} device each, {len(devices)} programs side by side"
+    else:
+        where = f"{len(devices)} {devices[0].platform} device{'s' if len(devices) > 1 else ''}"
     per_step = ", ".join(f"{m} {c.step_seconds * 1e3:.3g}" for m, c in costs.items())
     setup = max(c.setup_seconds for c in costs.values())
     print(
@@ -470,6 +524,7 @@ def _estimate(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "devices": len(devices),
+        "programs_side_by_side": side_by_side,
         "platform": devices[0].platform,
         "device_kind": devices[0].device_kind,
         "students": {m: c._asdict() for m, c in costs.items()},

@@ -319,10 +319,8 @@ def _program(
         params, jnp.broadcast_to(lrs, (padded, num_lrs))
     )
     mesh = Mesh(np.asarray(devices), (GRID_AXIS,)) if len(devices) > 1 else None
-    if mesh is not None:
-        params, opt_state, data = jax.device_put(
-            (params, opt_state, data), NamedSharding(mesh, P(GRID_AXIS))
-        )
+    where = devices[0] if mesh is None else NamedSharding(mesh, P(GRID_AXIS))
+    params, opt_state, data = jax.device_put((params, opt_state, data), where)
 
     def per_device(f, in_specs):
         # Each device runs the step on its own seeds (shard_map): left to the partitioner, the
