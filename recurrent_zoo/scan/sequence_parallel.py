@@ -26,9 +26,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from recurrent_zoo import _checks as checks
 from recurrent_zoo.scan.linear import Structure, _apply, _compose
+from recurrent_zoo.scan.remat import remat_chunks
 
 Array = jax.Array
+
+#: The first pass's checkpointed pieces by default (see :func:`sequence_parallel`).
+FIRST_PASS_PIECES = 16
 
 
 def bound_axis_size(axis: str) -> int | None:
@@ -176,6 +181,7 @@ def sequence_parallel(
     structure: Structure = "diagonal",
     reverse: bool = False,
     time_axis: int = 0,
+    first_pass_pieces: int = FIRST_PASS_PIECES,
 ) -> tuple[Array, Any]:
     """A linear recurrence over time sharded along mesh axis ``axis``; call inside shard_map.
 
@@ -184,6 +190,11 @@ def sequence_parallel(
     chunk in forward time, with the kernels' resets and padding (see
     :mod:`recurrent_zoo.scan.time`). It is run twice: from a zero state, for the chunk's end
     state, then from the carry-in that :func:`carry_in` gives.
+
+    Of the first pass only the end state is used, so it runs as ``first_pass_pieces``
+    checkpointed pieces (:func:`~recurrent_zoo.scan.remat_chunks`): its backward pass then
+    recomputes one piece at a time, from the end state's cotangent, rather than keeping this
+    chunk's states from the forward pass until the second pass's backward is done.
 
     Args:
       run: the local scan, as above; states [B, N] (for blocks: [B, H·d], heads contiguous).
@@ -198,6 +209,8 @@ def sequence_parallel(
         the last device to the first; ``y`` stays aligned with ``x``. Under padding each
         sequence's valid part runs backwards, its padding (held state) first.
       time_axis: where time is in ``x``, the flags and ``y`` (0 or 1).
+      first_pass_pieces: the first pass's checkpointed pieces (each ⌈T/pieces⌉ steps); 1 runs
+        it as one call, for a ``run`` that bounds its own backward memory (``remat_chunk``).
 
     Returns:
       ``(h_T, y)``: the state after the last chunk (replicated) and this chunk's outputs.
@@ -211,7 +224,14 @@ def sequence_parallel(
     def heads(h: Array) -> Array:  # [B, N] as the structure's state: [B, N] or [B, H, d]
         return h if structure == "diagonal" else h.reshape(*h.shape[:-1], a.shape[0], -1)
 
-    end, _ = run(_varying(jnp.zeros_like(h0), axis), x, resets, mask)
+    checks.positive_int(first_pass_pieces, "first_pass_pieces")
+    end, _ = remat_chunks(
+        lambda h, xs: run(h, *xs),
+        _varying(jnp.zeros_like(h0), axis),
+        (x, resets, mask),
+        None if first_pass_pieces == 1 else -(-T // first_pass_pieces),
+        time_axis=time_axis,
+    )
     transfer = chunk_transfer(a, batch, T, resets, mask, structure, time_axis=time_axis)
     carry, final = carry_in(
         transfer, heads(end), heads(h0), axis, structure=structure, reverse=reverse
