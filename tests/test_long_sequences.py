@@ -137,4 +137,36 @@ def test_sharded_equals_unsharded_on_four_devices() -> None:
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("ok ") == 8, done.stdout
+    assert done.stdout.count("ok ") == 9, done.stdout  # 8 linen configurations and the NNX LRU
+
+
+def test_nnx_lru_with_remat_chunk_equals_without() -> None:
+    """The NNX twin holds the linen layer as its settings, so ``remat_chunk`` reaches the scan:
+    outputs, final state and gradients w.r.t. its parameters and x as without it."""
+    from flax import nnx
+
+    x = jnp.asarray(inputs((B, T, D)))
+    plain = rz.nnx.LRU(D, 4, rngs=nnx.Rngs(0))
+    chunked = rz.nnx.LRU(D, 4, rngs=nnx.Rngs(0), remat_chunk=3)
+    assert chunked.remat_chunk == 3
+
+    def results(module):
+        graph, params = nnx.split(module)
+
+        def call(params, x):
+            return nnx.merge(graph, params)(x, lengths=LENGTHS, resets=RESETS, return_state=True)
+
+        def loss(params, x):
+            h, y = call(params, x)
+            return jnp.sum(jnp.sin(y)) + jnp.sum(jnp.abs(h) ** 2)
+
+        # The chunks are checkpointed: the program holds jax.checkpoint (remat) when chunked.
+        remat = "remat" in str(jax.make_jaxpr(call)(params, x))
+        return call(params, x), jax.grad(loss, argnums=(0, 1))(params, x), remat
+
+    want, got = results(plain), results(chunked)
+    assert (want[2], got[2]) == (False, True)
+    want, got = want[:2], got[:2]
+    flat_want = jax.tree_util.tree_flatten_with_path(want)[0]
+    for (path, w), g in zip(flat_want, jax.tree.leaves(got), strict=True):
+        assert_close(g, w, jax.tree_util.keystr(path))
