@@ -14,8 +14,9 @@ exclusive scan of P small items ``(Φ_i, e_i)``. :func:`sequence_parallel` compu
 (:func:`carry_in`), and runs the chunk again from its carry-in: every output is then computed as
 in the unsharded scan, from a state equal to the unsharded one up to rounding. Backwards in time
 (``reverse``) the chunks are visited from the last device to the first. Reverse-mode autodiff
-goes through it (the gather's transpose is a reduce-scatter); its cost per device is about twice
-that of the local scan, as is the forward pass's.
+goes through it (the gather's transpose is a reduce-scatter). Per device, the forward pass costs
+about two local scans; the backward pass about two local backward scans plus the first pass run
+again, piece by piece (it is checkpointed, so that its states are not kept meanwhile).
 """
 
 from __future__ import annotations
