@@ -29,7 +29,6 @@ import jax.numpy as jnp
 
 from recurrent_zoo import _checks as checks
 from recurrent_zoo.scan.linear import Structure, _apply, _compose
-from recurrent_zoo.scan.remat import remat_chunks
 
 Array = jax.Array
 
@@ -170,6 +169,46 @@ def shift_resets_back(
     return jnp.concatenate([rest, nxt], axis=time_axis)
 
 
+def first_pass_end(
+    run: Callable[..., tuple[Any, Any]],
+    h0: Any,
+    xs: tuple[Array | None, ...],
+    pieces: int,
+    *,
+    time_axis: int = 0,
+) -> Any:
+    """``run(h0, *xs)[0]``, the end state alone, computed as ``pieces`` checkpointed pieces.
+
+    A :func:`jax.lax.scan` over the pieces runs ``jax.checkpoint(run)`` on ⌈T/pieces⌉ steps at a
+    time (the steps left over: one more checkpointed call), so the backward pass recomputes one
+    piece at a time from its entering state. Each piece reads its steps by a dynamic slice of
+    ``xs`` rather than from a stacked copy of them (as :func:`~recurrent_zoo.scan.remat_chunks`
+    makes), so no copy of the inputs is kept: their cotangent builds up in one buffer.
+
+    Args:
+      run: ``(h, *xs) -> (h_T, ys)``, causal in time, as :func:`sequence_parallel` takes.
+      h0: the initial state.
+      xs: arrays (or None) with time at ``time_axis``, the first one not None.
+      pieces: how many pieces; 1 calls ``run`` once.
+    """
+    T = xs[0].shape[time_axis]
+    if pieces == 1:
+        return run(h0, *xs)[0]
+    k = -(-T // pieces)
+    m, rest = divmod(T, k)
+
+    def piece(h: Any, start: Any, size: int) -> Any:
+        cut = lambda z: jax.lax.dynamic_slice_in_dim(z, start, size, axis=time_axis)
+        return run(h, *(None if z is None else cut(z) for z in xs))[0]
+
+    # prevent_cse=False: inside a scan no CSE barrier is needed (as in remat_chunks).
+    step = jax.checkpoint(lambda h, i: (piece(h, i * k, k), None), prevent_cse=False)
+    h, _ = jax.lax.scan(step, h0, jnp.arange(m))
+    if rest:
+        h = jax.checkpoint(lambda h: piece(h, m * k, rest))(h)
+    return h
+
+
 def sequence_parallel(
     run: Callable[[Any, Array, Array | None, Array | None], tuple[Any, Any]],
     a: Array,
@@ -193,9 +232,10 @@ def sequence_parallel(
     state, then from the carry-in that :func:`carry_in` gives.
 
     Of the first pass only the end state is used, so it runs as ``first_pass_pieces``
-    checkpointed pieces (:func:`~recurrent_zoo.scan.remat_chunks`): its backward pass then
-    recomputes one piece at a time, from the end state's cotangent, rather than keeping this
-    chunk's states from the forward pass until the second pass's backward is done.
+    checkpointed pieces (:func:`first_pass_end`): its backward pass then recomputes one piece at
+    a time, from the end state's cotangent, rather than keeping this chunk's states (and the
+    zero-initialised buffers of its scans, which XLA allocates at the start) from the forward
+    pass until the second pass's backward is done.
 
     Args:
       run: the local scan, as above; states [B, N] (for blocks: [B, H·d], heads contiguous).
@@ -226,13 +266,8 @@ def sequence_parallel(
         return h if structure == "diagonal" else h.reshape(*h.shape[:-1], a.shape[0], -1)
 
     checks.positive_int(first_pass_pieces, "first_pass_pieces")
-    end, _ = remat_chunks(
-        lambda h, xs: run(h, *xs),
-        _varying(jnp.zeros_like(h0), axis),
-        (x, resets, mask),
-        None if first_pass_pieces == 1 else -(-T // first_pass_pieces),
-        time_axis=time_axis,
-    )
+    zero = _varying(jnp.zeros_like(h0), axis)
+    end = first_pass_end(run, zero, (x, resets, mask), first_pass_pieces, time_axis=time_axis)
     transfer = chunk_transfer(a, batch, T, resets, mask, structure, time_axis=time_axis)
     carry, final = carry_in(
         transfer, heads(end), heads(h0), axis, structure=structure, reverse=reverse
