@@ -270,6 +270,7 @@ def _run_in_child(args: argparse.Namespace, needed: int) -> dict[str, Any]:
 
 
 def _child(payload: str) -> None:
+    """The child process's entry: the parent's options as JSON."""
     args = argparse.Namespace(**json.loads(payload))
     if not _enough_devices(max(args.shards)):
         raise RuntimeError(f"the child has too few devices: {os.environ.get('XLA_FLAGS')}")
@@ -285,7 +286,6 @@ def _summaries(rows, remat_rows, fits, args) -> dict[str, Any]:
     P = max(args.shards)
     one = {(r["remat_chunk"], r["shards"]): r for r in rows if r["T"] == L and r["layer"] == "lru"}
     sharding = []
-    base = one.get((None, 1))
     for (remat, shards), r in sorted(one.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1])):
         ref = one.get((remat, 1))
         if ref is None:
@@ -319,15 +319,10 @@ def _summaries(rows, remat_rows, fits, args) -> dict[str, Any]:
     today = fits["today"]
     best = max(fits["sharded"], key=lambda f: f["T"] or 0)
     gain = _ratio(best["T"], today["T"])
-    worst = max(
-        (s for s in sharding if s["remat_chunk"] is None and s["shards"] == P),
-        default=None,
-        key=lambda s: s["temp_x_P_over_one"],
-    )
+    # The target is on the most shards, without remat.
+    most = next((s for s in sharding if s["remat_chunk"] is None and s["shards"] == P), None)
     targets = {
-        "sharded_temp_x_P_over_one": None
-        if worst is None or base is None
-        else worst["temp_x_P_over_one"],
+        "sharded_temp_x_P_over_one": None if most is None else most["temp_x_P_over_one"],
         "sharded_target": 1.2,
         "remat_reduction": {r["layer"]: r["temp_reduction"] for r in remat},
         "remat_target": 8.0,
