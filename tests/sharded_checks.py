@@ -9,7 +9,8 @@ sharded over a mesh axis of 4 devices inside ``jax.shard_map`` and compared with
 call on the same global arrays: outputs, the final state, and the gradients w.r.t. the
 parameters, x and the initial state, with resets (one at a chunk boundary), lengths (one
 sequence ending inside the second chunk, one empty, one full), ``reverse`` and
-``initial_state``, and with ``remat_chunk`` composed on top.
+``initial_state``, and with ``remat_chunk`` composed on top; and the NNX twin of the LRU, which
+takes ``sequence_axis`` through the linen layer it holds as its settings.
 """
 
 from __future__ import annotations
@@ -132,11 +133,52 @@ def check(name: str, options: dict, remat: int | None, mesh: Mesh) -> None:
     print("ok", what, flush=True)
 
 
+def check_nnx(mesh: Mesh) -> None:
+    """``rz.nnx.LRU(sequence_axis=...)`` under shard_map (its state split off by ``nnx.split``)
+    equals the unsharded twin: outputs, final state, and gradients w.r.t. its parameters and x."""
+    from flax import nnx
+
+    x, resets, lengths = _inputs()
+    plain = rz.nnx.LRU(D, N, rngs=nnx.Rngs(0))
+    layer = rz.nnx.LRU(D, N, rngs=nnx.Rngs(0), sequence_axis=AXIS)
+    graph, params = nnx.split(layer)
+
+    def call(params, x, r, n):
+        module = nnx.merge(graph, params)
+        return module(x, resets=r, lengths=n, return_state=True)
+
+    sharded = jax.shard_map(
+        call,
+        mesh=mesh,
+        in_specs=(P(), P(None, AXIS), P(None, AXIS), P()),
+        out_specs=(P(), P(None, AXIS)),
+    )
+    unsharded = lambda params, x, r, n: nnx.merge(nnx.graphdef(plain), params)(
+        x, resets=r, lengths=n, return_state=True
+    )
+
+    def results(f):
+        def loss(params, x):
+            h, y = f(params, x, resets, lengths)
+            w = jnp.cos(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape))
+            return jnp.sum(w * y) + jnp.sum(jnp.abs(h) ** 2)
+
+        return lambda params, x: (f(params, x, resets, lengths), jax.grad(loss, (0, 1))(params, x))
+
+    both = lambda params, x: (results(unsharded)(params, x), results(sharded)(params, x))
+    want, got = jax.jit(both, compiler_options=FAST_COMPILE)(params, x)
+    flat_want = jax.tree_util.tree_flatten_with_path(want)[0]
+    for (path, w), g in zip(flat_want, jax.tree.leaves(got), strict=True):
+        np.testing.assert_allclose(g, w, err_msg=f"nnx lru: {jax.tree_util.keystr(path)}", **TOL)
+    print("ok nnx lru sequence_axis", flush=True)
+
+
 def main() -> int:
     assert jax.device_count() == SHARDS, jax.devices()
     mesh = Mesh(np.array(jax.devices()), (AXIS,))
     for name, options, remat in CONFIGS:
         check(name, options, remat, mesh)
+    check_nnx(mesh)
     return 0
 
 

@@ -191,7 +191,7 @@ LAYER_BENCHES = ["language-model", "signal-propagation", "speed", "vanishing-gra
 
 def test_every_bench_of_the_contract_is_there():
     expected = ["teacher-student", "signal-propagation", "theory", "autocorrelation"]
-    expected += ["language-model", "vanishing-gradients", "speed"]
+    expected += ["language-model", "vanishing-gradients", "speed", "long-sequence"]
     assert set(expected) <= set(BENCHES)
     taking_layers = []
     for name in BENCHES:

@@ -79,6 +79,39 @@ def test_remat_chunks_runs_any_scan_in_pieces() -> None:
         rz.scan.remat_chunks(run, h0, (x, None), 0)
 
 
+def test_first_pass_end_runs_in_checkpointed_pieces() -> None:
+    """The sharded path's first pass on its own: the end state and its gradients w.r.t. h0 and
+    every input, time-major and batch-major, T a multiple of the piece or not, one piece."""
+    from recurrent_zoo.scan.sequence_parallel import first_pass_end
+
+    def run(h, x, flags):
+        assert flags is None
+
+        def step(h, x_t):
+            h = 0.9 * jnp.tanh(h) + x_t
+            return h, 2 * h
+
+        return jax.lax.scan(step, h, x)
+
+    x = jnp.asarray(inputs((10, 2, 3)))
+    h0 = jnp.ones((2, 3))
+    loss = lambda end: lambda h, x: jnp.sum(jnp.sin(end(h, x)))
+    whole = lambda h, x: run(h, x, None)[0]
+    want = (whole(h0, x), jax.grad(loss(whole), argnums=(0, 1))(h0, x))
+    for pieces in (1, 3, 5, 16):  # pieces of 10, 4 (+ 2 left over), 2, 1 steps
+        end = lambda h, x, p=pieces: first_pass_end(run, h, (x, None), p)
+        got = (end(h0, x), jax.grad(loss(end), argnums=(0, 1))(h0, x))
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            assert_close(g, w, f"pieces={pieces}")
+
+    def run_bm(h, x, flags):  # batch-major: [B, T, ...]
+        h, y = run(h, jnp.swapaxes(x, 0, 1), flags)
+        return h, jnp.swapaxes(y, 0, 1)
+
+    got = first_pass_end(run_bm, h0, (jnp.swapaxes(x, 0, 1), None), 3, time_axis=1)
+    assert_close(got, want[0])
+
+
 @pytest.mark.parametrize("name", ["lru", "gru"])
 def test_remat_chunk_bounds_the_backward_memory(name: str) -> None:
     """XLA's memory analysis of forward + backward: with chunks of 32 steps, the temporary
@@ -137,4 +170,36 @@ def test_sharded_equals_unsharded_on_four_devices() -> None:
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("ok ") == 8, done.stdout
+    assert done.stdout.count("ok ") == 9, done.stdout  # 8 linen configurations and the NNX LRU
+
+
+def test_nnx_lru_with_remat_chunk_equals_without() -> None:
+    """The NNX twin holds the linen layer as its settings, so ``remat_chunk`` reaches the scan:
+    outputs, final state and gradients w.r.t. its parameters and x as without it."""
+    from flax import nnx
+
+    x = jnp.asarray(inputs((B, T, D)))
+    plain = rz.nnx.LRU(D, 4, rngs=nnx.Rngs(0))
+    chunked = rz.nnx.LRU(D, 4, rngs=nnx.Rngs(0), remat_chunk=3)
+    assert chunked.remat_chunk == 3
+
+    def results(module):
+        graph, params = nnx.split(module)
+
+        def call(params, x):
+            return nnx.merge(graph, params)(x, lengths=LENGTHS, resets=RESETS, return_state=True)
+
+        def loss(params, x):
+            h, y = call(params, x)
+            return jnp.sum(jnp.sin(y)) + jnp.sum(jnp.abs(h) ** 2)
+
+        # The chunks are checkpointed: the program holds jax.checkpoint (remat) when chunked.
+        remat = "remat" in str(jax.make_jaxpr(call)(params, x))
+        return call(params, x), jax.grad(loss, argnums=(0, 1))(params, x), remat
+
+    want, got = results(plain), results(chunked)
+    assert (want[2], got[2]) == (False, True)
+    want, got = want[:2], got[:2]
+    flat_want = jax.tree_util.tree_flatten_with_path(want)[0]
+    for (path, w), g in zip(flat_want, jax.tree.leaves(got), strict=True):
+        assert_close(g, w, jax.tree_util.keystr(path))

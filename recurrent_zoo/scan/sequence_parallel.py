@@ -14,8 +14,9 @@ exclusive scan of P small items ``(Φ_i, e_i)``. :func:`sequence_parallel` compu
 (:func:`carry_in`), and runs the chunk again from its carry-in: every output is then computed as
 in the unsharded scan, from a state equal to the unsharded one up to rounding. Backwards in time
 (``reverse``) the chunks are visited from the last device to the first. Reverse-mode autodiff
-goes through it (the gather's transpose is a reduce-scatter); its cost per device is about twice
-that of the local scan, as is the forward pass's.
+goes through it (the gather's transpose is a reduce-scatter). Per device, the forward pass costs
+about two local scans; the backward pass about two local backward scans plus the first pass run
+again, piece by piece (it is checkpointed, so that its states are not kept meanwhile).
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from recurrent_zoo import _checks as checks
 from recurrent_zoo.scan.linear import Structure, _apply, _compose
 
 Array = jax.Array
+
+#: The first pass's checkpointed pieces by default (see :func:`sequence_parallel`).
+FIRST_PASS_PIECES = 16
 
 
 def bound_axis_size(axis: str) -> int | None:
@@ -174,6 +179,46 @@ def shift_resets_back(
     return jnp.concatenate([rest, nxt], axis=time_axis)
 
 
+def first_pass_end(
+    run: Callable[..., tuple[Any, Any]],
+    h0: Any,
+    xs: tuple[Array | None, ...],
+    pieces: int,
+    *,
+    time_axis: int = 0,
+) -> Any:
+    """``run(h0, *xs)[0]``, the end state alone, computed as ``pieces`` checkpointed pieces.
+
+    A :func:`jax.lax.scan` over the pieces runs ``jax.checkpoint(run)`` on ⌈T/pieces⌉ steps at a
+    time (the steps left over: one more checkpointed call), so the backward pass recomputes one
+    piece at a time from its entering state. Each piece reads its steps by a dynamic slice of
+    ``xs`` rather than from a stacked copy of them (as :func:`~recurrent_zoo.scan.remat_chunks`
+    makes), so no copy of the inputs is kept: their cotangent builds up in one buffer.
+
+    Args:
+      run: ``(h, *xs) -> (h_T, ys)``, causal in time, as :func:`sequence_parallel` takes.
+      h0: the initial state.
+      xs: arrays (or None) with time at ``time_axis``, the first one not None.
+      pieces: how many pieces; 1 calls ``run`` once.
+    """
+    T = xs[0].shape[time_axis]
+    if pieces == 1:
+        return run(h0, *xs)[0]
+    k = -(-T // pieces)
+    m, rest = divmod(T, k)
+
+    def piece(h: Any, start: Any, size: int) -> Any:
+        cut = lambda z: jax.lax.dynamic_slice_in_dim(z, start, size, axis=time_axis)
+        return run(h, *(None if z is None else cut(z) for z in xs))[0]
+
+    # prevent_cse=False: inside a scan no CSE barrier is needed (as in remat_chunks).
+    step = jax.checkpoint(lambda h, i: (piece(h, i * k, k), None), prevent_cse=False)
+    h, _ = jax.lax.scan(step, h0, jnp.arange(m))
+    if rest:
+        h = jax.checkpoint(lambda h: piece(h, m * k, rest))(h)
+    return h
+
+
 def sequence_parallel(
     run: Callable[[Any, Array, Array | None, Array | None], tuple[Any, Any]],
     a: Array,
@@ -186,6 +231,7 @@ def sequence_parallel(
     structure: Structure = "diagonal",
     reverse: bool = False,
     time_axis: int = 0,
+    first_pass_pieces: int = FIRST_PASS_PIECES,
 ) -> tuple[Array, Any]:
     """A linear recurrence over time sharded along mesh axis ``axis``; call inside shard_map.
 
@@ -194,6 +240,12 @@ def sequence_parallel(
     chunk in forward time, with the kernels' resets and padding (see
     :mod:`recurrent_zoo.scan.time`). It is run twice: from a zero state, for the chunk's end
     state, then from the carry-in that :func:`carry_in` gives.
+
+    Of the first pass only the end state is used, so it runs as ``first_pass_pieces``
+    checkpointed pieces (:func:`first_pass_end`): its backward pass then recomputes one piece at
+    a time, from the end state's cotangent, rather than keeping this chunk's states (and the
+    zero-initialised buffers of its scans, which XLA allocates at the start) from the forward
+    pass until the second pass's backward is done.
 
     Args:
       run: the local scan, as above; states [B, N] (for blocks: [B, H·d], heads contiguous).
@@ -208,6 +260,8 @@ def sequence_parallel(
         the last device to the first; ``y`` stays aligned with ``x``. Under padding each
         sequence's valid part runs backwards, its padding (held state) first.
       time_axis: where time is in ``x``, the flags and ``y`` (0 or 1).
+      first_pass_pieces: the first pass's checkpointed pieces (each ⌈T/pieces⌉ steps); 1 runs
+        it as one call, for a ``run`` that bounds its own backward memory (``remat_chunk``).
 
     Returns:
       ``(h_T, y)``: the state after the last chunk (replicated) and this chunk's outputs.
@@ -221,7 +275,9 @@ def sequence_parallel(
     def heads(h: Array) -> Array:  # [B, N] as the structure's state: [B, N] or [B, H, d]
         return h if structure == "diagonal" else h.reshape(*h.shape[:-1], a.shape[0], -1)
 
-    end, _ = run(_varying(jnp.zeros_like(h0), axis), x, resets, mask)
+    checks.positive_int(first_pass_pieces, "first_pass_pieces")
+    zero = _varying(jnp.zeros_like(h0), axis)
+    end = first_pass_end(run, zero, (x, resets, mask), first_pass_pieces, time_axis=time_axis)
     transfer = chunk_transfer(a, batch, T, resets, mask, structure, time_axis=time_axis)
     carry, final = carry_in(
         transfer, heads(end), heads(h0), axis, structure=structure, reverse=reverse
