@@ -1,0 +1,216 @@
+"""Streaming training (``train(..., stream=True)``, truncated BPTT): the stream data source, the
+carried state against one long call (outputs, final state, the truncated gradient), the NNX
+front-end, the streaming evaluation, and a SIGTERM-killed streaming run resuming exactly.
+
+The reference of each check is the model called once over the whole stream (each lane of it),
+with the same resets; a step of the streaming run must reproduce that call's window.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import test_train
+from test_train import figures, sigterm_after_checkpoint_2
+
+import recurrent_zoo as rz
+from recurrent_zoo import data
+from recurrent_zoo.tasks import language_model as lm
+from recurrent_zoo.train import train
+
+NUM_STEPS = 8
+V, B, T, WINDOWS = 8, 4, 6, 4  # classes, streams, window length, windows per lane
+SEP = V - 1
+# test_train's persistent compilation cache, autouse here too (the subprocesses share it).
+compilation_cache = test_train.compilation_cache
+
+
+def token_stream() -> np.ndarray:
+    """B lanes of WINDOWS windows of T tokens (+1 target), documents ended by SEP."""
+    ids = np.random.default_rng(0).integers(0, SEP, B * T * WINDOWS + 1).astype(np.int32)
+    ids[[4, 15, 30, 31, 50, 77]] = SEP  # document ends inside windows and across window edges
+    return ids
+
+
+def stream_setup(optimizer: optax.GradientTransformation | None = None):
+    """``(model, loss_fn, batch_fn, optimizer)`` of a 2-block LRU language model on the stream
+    (no norm, no MLP: little to compile)."""
+    ids = token_stream()
+    batch_fn = data.next_token_stream(ids, B, T, data.document_starts(ids, SEP))
+    model = rz.SequenceModel(
+        "lru", num_layers=2, d_model=4, out_features=V, vocab_size=V, norm=None, mlp=None
+    )
+    tx = optimizer or rz.optim.make_optimizer(1e-2, total_steps=NUM_STEPS)
+    return model, lambda p, b: lm.cross_entropy(p, b["targets"]), batch_fn, tx
+
+
+def keep_gradients() -> optax.GradientTransformation:
+    """Leaves the parameters as they are and keeps the last step's gradient as its state."""
+
+    def init(params):
+        return {"grads": jax.tree.map(jnp.zeros_like, params)}
+
+    def update(grads, state, params=None):
+        return jax.tree.map(jnp.zeros_like, grads), {"grads": grads}
+
+    return optax.GradientTransformation(init, update)
+
+
+@jax.jit
+def long_call(variables: dict, inputs: jax.Array, resets: jax.Array):
+    """``(final states, logits)`` of the streaming runs' model in one call over ``inputs``."""
+    return stream_setup()[0].apply(variables, inputs, resets=resets, return_state=True)
+
+
+def lanes(steps: int) -> dict[str, np.ndarray]:
+    """The first ``steps`` windows of every lane as one long batch [B, steps · T]."""
+    _, _, batch_fn, _ = stream_setup()
+    parts = [batch_fn(None, k) for k in range(steps)]
+    return {n: np.concatenate([p[n] for p in parts], axis=1) for n in parts[0]}
+
+
+def test_stream_batches_are_consecutive_windows_of_parallel_lanes():
+    ids = np.arange(33, dtype=np.int32)  # 2 lanes of 16 tokens (+1): 3 windows of 5 each
+    starts = data.document_starts(np.where(ids % 7 == 6, -1, ids), -1)
+    np.testing.assert_array_equal(np.flatnonzero(starts), [0, 7, 14, 21, 28])
+    batch_fn = data.next_token_stream(ids, 2, 5, starts)
+    b = [batch_fn(jax.random.key(k), k) for k in range(4)]
+    np.testing.assert_array_equal(b[0]["inputs"], [[0, 1, 2, 3, 4], [16, 17, 18, 19, 20]])
+    np.testing.assert_array_equal(b[1]["inputs"], b[0]["inputs"] + 5)  # the lane goes on
+    np.testing.assert_array_equal(b[2]["targets"], b[2]["inputs"] + 1)
+    np.testing.assert_array_equal(b[3]["inputs"], b[0]["inputs"])  # the next pass
+    # Resets at the document starts (7, 14, 21, 28) and where each pass over a lane begins.
+    np.testing.assert_array_equal(
+        np.concatenate([b[k]["resets"] for k in range(3)], axis=1).nonzero(),
+        ([0, 0, 0, 1, 1, 1], [0, 7, 14, 0, 5, 12]),
+    )
+    with pytest.raises(ValueError, match="fewer than 2 streams"):
+        data.next_token_stream(ids[:10], 2, 5)
+
+
+@pytest.fixture(scope="module")
+def frozen():
+    """3 streaming steps with the parameters held fixed, the last step's gradient kept."""
+    model, loss_fn, batch_fn, tx = stream_setup(keep_gradients())
+    return train(model, loss_fn, batch_fn, tx, num_steps=3, log_every=1, verbose=False, stream=True)
+
+
+def test_streaming_equals_one_long_call(frozen):
+    _, loss_fn, _, _ = stream_setup()
+    long = lanes(3)
+    states, logits = long_call(frozen.variables, long["inputs"], long["resets"])
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), frozen.carry, states
+    )
+    # Each step's loss is the long call's loss over that window.
+    for k, record in enumerate(frozen.history):
+        window = slice(k * T, (k + 1) * T)
+        expected = loss_fn(logits[:, window], {"targets": long["targets"][:, window]})
+        np.testing.assert_allclose(record["last_loss"], expected, rtol=1e-5)
+    # Without the carry (each window from zeros) the losses differ: the carry is what matches.
+    _, fresh = long_call(frozen.variables, long["inputs"][:, 2 * T :], long["resets"][:, 2 * T :])
+    assert not np.allclose(fresh, logits[:, 2 * T :], atol=1e-4)
+
+
+def test_the_gradient_is_the_windows_with_the_incoming_state_stopped(frozen):
+    model, loss_fn, _, _ = stream_setup()
+    long = lanes(3)
+    cut = slice(0, 2 * T)
+    incoming, _ = long_call(frozen.variables, long["inputs"][:, cut], long["resets"][:, cut])
+    last = {n: v[:, 2 * T :] for n, v in long.items()}
+
+    def window_loss(params):
+        _, y = model.apply(
+            {"params": params},
+            last["inputs"],
+            initial_state=incoming,  # a constant: no gradient flows into the earlier windows
+            resets=last["resets"],
+            return_state=True,
+        )
+        return loss_fn(y, last)
+
+    expected = jax.jit(jax.grad(window_loss))(frozen.params)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+        frozen.state["opt_state"]["grads"],
+        expected,
+    )
+
+
+def test_nnx_models_stream_too():
+    from flax import nnx
+
+    model = rz.nnx.SequenceModel(
+        "lru", 2, 4, V, vocab_size=V, norm=None, mlp=None, rngs=nnx.Rngs(0)
+    )
+    _, loss_fn, batch_fn, _ = stream_setup()
+    result = train(
+        model, loss_fn, batch_fn, keep_gradients(), num_steps=3, verbose=False, stream=True
+    )
+    long = lanes(3)
+    call = nnx.jit(lambda m, x, r: m(x, resets=r, return_state=True))
+    states, _ = call(result.model, long["inputs"], long["resets"])
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), result.carry, states
+    )
+
+
+class Stateless(nn.Module):
+    """Takes the streaming keywords but returns no state."""
+
+    @nn.compact
+    def __call__(self, x, *, resets=None, initial_state=None, return_state=False):
+        return nn.Embed(V, V)(x)
+
+
+def test_a_model_that_returns_no_state_is_refused():
+    _, loss_fn, batch_fn, tx = stream_setup()
+    with pytest.raises(TypeError, match="return_state"):
+        train(Stateless(), loss_fn, batch_fn, tx, num_steps=1, verbose=False, stream=True)
+
+
+def test_evaluate_stream_carries_the_state_through_the_validation_stream(frozen):
+    model, loss_fn, _, _ = stream_setup()
+    ids = token_stream()
+    starts = data.document_starts(ids, SEP)
+    # 96 predictions in 4 lanes of 24: windows of 10, the last one padded.
+    got = lm.evaluate_stream(model, frozen.variables, ids, 10, B, starts)
+    long = lanes(WINDOWS)
+    _, logits = long_call(frozen.variables, long["inputs"], long["resets"])
+    assert got["tokens"] == B * T * WINDOWS
+    np.testing.assert_allclose(got["loss"], loss_fn(logits, long), rtol=1e-5)
+    np.testing.assert_allclose(got["perplexity"], np.exp(got["loss"]), rtol=1e-6)
+
+
+# -- a real process killed and resumed --------------------------------------------------------
+CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from test_stream import NUM_STEPS, stream_setup
+from recurrent_zoo.train import train
+
+model, loss_fn, batch_fn, tx = stream_setup()
+def slow(key, step):  # leaves the parent time to send the signal mid-run
+    time.sleep(0.3)
+    return batch_fn(key, step)
+r = train(model, loss_fn, slow, tx, num_steps=NUM_STEPS, checkpoint_dir=sys.argv[3],
+          checkpoint_every=2, log_every=1, verbose=False, stream=True)
+print("interrupted", r.interrupted, r.step)
+"""
+
+
+def test_sigterm_then_resume_continues_a_stream_exactly(compilation_cache, tmp_path):
+    setup = stream_setup()
+    straight = train(*setup, num_steps=NUM_STEPS, log_every=4, verbose=False, stream=True)
+    ckpt = tmp_path / "ckpt"
+    step = sigterm_after_checkpoint_2(CHILD, ckpt, compilation_cache, NUM_STEPS)
+    resumed = train(*setup, num_steps=NUM_STEPS, checkpoint_dir=ckpt, verbose=False, stream=True)
+    assert resumed.resumed_from == step  # the checkpoint written on SIGTERM
+    # The carried state came back from the checkpoint: the parameters and the state match.
+    jax.tree.map(np.testing.assert_array_equal, resumed.variables, straight.variables)
+    jax.tree.map(np.testing.assert_array_equal, resumed.carry, straight.carry)
+    assert figures(resumed.history[-1]) == figures(straight.history[-1])
