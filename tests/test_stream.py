@@ -1,12 +1,16 @@
 """Streaming training (``train(..., stream=True)``, truncated BPTT): the stream data source, the
 carried state against one long call (outputs, final state, the truncated gradient), the NNX
-front-end, the streaming evaluation, and a SIGTERM-killed streaming run resuming exactly.
+front-end, the streaming evaluation, a SIGTERM-killed streaming run resuming exactly, and 4 host
+devices giving the one-device numbers.
 
 The reference of each check is the model called once over the whole stream (each lane of it),
 with the same resets; a step of the streaming run must reproduce that call's window.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import flax.linen as nn
 import jax
@@ -15,7 +19,7 @@ import numpy as np
 import optax
 import pytest
 import test_train
-from test_train import figures, sigterm_after_checkpoint_2
+from test_train import TESTS, _env, figures, sigterm_after_checkpoint_2
 
 import recurrent_zoo as rz
 from recurrent_zoo import data
@@ -186,31 +190,67 @@ def test_evaluate_stream_carries_the_state_through_the_validation_stream(frozen)
     np.testing.assert_allclose(got["perplexity"], np.exp(got["loss"]), rtol=1e-6)
 
 
-# -- a real process killed and resumed --------------------------------------------------------
+# -- real processes: killed and resumed; 4 host devices ------------------------------------------
 CHILD = """
 import sys, time
+import jax
+import numpy as np
 sys.path.insert(0, sys.argv[1])
 from test_stream import NUM_STEPS, stream_setup
 from recurrent_zoo.train import train
 
+mode, out = sys.argv[2], sys.argv[3]
 model, loss_fn, batch_fn, tx = stream_setup()
-def slow(key, step):  # leaves the parent time to send the signal mid-run
-    time.sleep(0.3)
-    return batch_fn(key, step)
-r = train(model, loss_fn, slow, tx, num_steps=NUM_STEPS, checkpoint_dir=sys.argv[3],
-          checkpoint_every=2, log_every=1, verbose=False, stream=True)
-print("interrupted", r.interrupted, r.step)
+if mode == "devices":
+    assert jax.device_count() == 4
+    r = train(model, loss_fn, batch_fn, tx, num_steps=NUM_STEPS, verbose=False, stream=True)
+    # Each device holds the carried state of its own row of the batch.
+    for leaf in jax.tree.leaves(r.carry):
+        assert {s.data.shape[0] for s in leaf.addressable_shards} == {1}, leaf.sharding
+    leaves = jax.tree_util.tree_flatten_with_path({"carry": r.carry, **r.variables})[0]
+    np.savez(f"{out}/state.npz",
+             **{jax.tree_util.keystr(p): np.asarray(jax.device_get(v)) for p, v in leaves})
+else:
+    def slow(key, step):  # leaves the parent time to send the signal mid-run
+        time.sleep(0.3)
+        return batch_fn(key, step)
+    r = train(model, loss_fn, slow, tx, num_steps=NUM_STEPS, checkpoint_dir=out,
+              checkpoint_every=2, log_every=1, verbose=False, stream=True)
+    print("interrupted", r.interrupted, r.step)
 """
 
 
-def test_sigterm_then_resume_continues_a_stream_exactly(compilation_cache, tmp_path):
-    setup = stream_setup()
-    straight = train(*setup, num_steps=NUM_STEPS, log_every=4, verbose=False, stream=True)
+@pytest.fixture(scope="module")
+def straight():
+    """NUM_STEPS straight streaming steps (the reference for resume and devices)."""
+    return train(*stream_setup(), num_steps=NUM_STEPS, log_every=4, verbose=False, stream=True)
+
+
+def test_sigterm_then_resume_continues_a_stream_exactly(straight, compilation_cache, tmp_path):
     ckpt = tmp_path / "ckpt"
     step = sigterm_after_checkpoint_2(CHILD, ckpt, compilation_cache, NUM_STEPS)
-    resumed = train(*setup, num_steps=NUM_STEPS, checkpoint_dir=ckpt, verbose=False, stream=True)
+    resumed = train(
+        *stream_setup(), num_steps=NUM_STEPS, checkpoint_dir=ckpt, verbose=False, stream=True
+    )
     assert resumed.resumed_from == step  # the checkpoint written on SIGTERM
     # The carried state came back from the checkpoint: the parameters and the state match.
     jax.tree.map(np.testing.assert_array_equal, resumed.variables, straight.variables)
     jax.tree.map(np.testing.assert_array_equal, resumed.carry, straight.carry)
     assert figures(resumed.history[-1]) == figures(straight.history[-1])
+
+
+def test_four_devices_stream_like_one(straight, compilation_cache, tmp_path):
+    """The batch and the carried state split over 4 host devices: the one-device numbers."""
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(TESTS), "devices", str(tmp_path)],
+        env=_env(compilation_cache, XLA_FLAGS="--xla_force_host_platform_device_count=4"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == 0, child.stderr
+    got = np.load(tmp_path / "state.npz")
+    leaves = jax.tree_util.tree_flatten_with_path({"carry": straight.carry, **straight.variables})
+    assert len(got.files) == len(leaves[0])
+    for path, want in leaves[0]:
+        np.testing.assert_allclose(got[jax.tree_util.keystr(path)], want, rtol=2e-4, atol=1e-6)
