@@ -65,9 +65,13 @@ def keep_gradients() -> optax.GradientTransformation:
 
 
 @jax.jit
-def long_call(variables: dict, inputs: jax.Array, resets: jax.Array):
-    """``(final states, logits)`` of the streaming runs' model in one call over ``inputs``."""
-    return stream_setup()[0].apply(variables, inputs, resets=resets, return_state=True)
+def long_call(variables: dict, inputs: jax.Array, resets: jax.Array, steps: int = 3 * T):
+    """``(states after step ``steps``, logits)`` of the streaming runs' model in one call over
+    ``inputs`` [B, 3T] (one compiled program for every check)."""
+    lengths = jnp.full(inputs.shape[:1], steps)
+    return stream_setup()[0].apply(
+        variables, inputs, resets=resets, lengths=lengths, return_state=True
+    )
 
 
 def lanes(steps: int) -> dict[str, np.ndarray]:
@@ -115,16 +119,17 @@ def test_streaming_equals_one_long_call(frozen):
         window = slice(k * T, (k + 1) * T)
         expected = loss_fn(logits[:, window], {"targets": long["targets"][:, window]})
         np.testing.assert_allclose(record["last_loss"], expected, rtol=1e-5)
-    # Without the carry (each window from zeros) the losses differ: the carry is what matches.
-    _, fresh = long_call(frozen.variables, long["inputs"][:, 2 * T :], long["resets"][:, 2 * T :])
-    assert not np.allclose(fresh, logits[:, 2 * T :], atol=1e-4)
+    # Each window from zeros (a reset at every window's start) gives other outputs: what
+    # matches is the carried state.
+    cut = long["resets"] | (np.arange(3 * T) % T == 0)
+    _, fresh = long_call(frozen.variables, long["inputs"], cut)
+    assert not np.allclose(fresh[:, 2 * T :], logits[:, 2 * T :], atol=1e-4)
 
 
 def test_the_gradient_is_the_windows_with_the_incoming_state_stopped(frozen):
     model, loss_fn, _, _ = stream_setup()
     long = lanes(3)
-    cut = slice(0, 2 * T)
-    incoming, _ = long_call(frozen.variables, long["inputs"][:, cut], long["resets"][:, cut])
+    incoming, _ = long_call(frozen.variables, long["inputs"], long["resets"], 2 * T)
     last = {n: v[:, 2 * T :] for n, v in long.items()}
 
     def window_loss(params):
@@ -179,14 +184,16 @@ def test_a_model_that_returns_no_state_is_refused():
 
 def test_evaluate_stream_carries_the_state_through_the_validation_stream(frozen):
     model, loss_fn, _, _ = stream_setup()
-    ids = token_stream()
+    ids = token_stream()[: B * 3 * T + 2]  # 4 lanes of 18 predictions, one token left over
     starts = data.document_starts(ids, SEP)
-    # 96 predictions in 4 lanes of 24: windows of 10, the last one padded.
-    got = lm.evaluate_stream(model, frozen.variables, ids, 10, B, starts)
-    long = lanes(WINDOWS)
-    _, logits = long_call(frozen.variables, long["inputs"], long["resets"])
-    assert got["tokens"] == B * T * WINDOWS
-    np.testing.assert_allclose(got["loss"], loss_fn(logits, long), rtol=1e-5)
+    # Windows of 7: the third one padded.
+    got = lm.evaluate_stream(model, frozen.variables, ids, 7, B, starts)
+    index = (np.arange(B) * 3 * T)[:, None] + np.arange(3 * T)
+    resets = starts[index]
+    resets[:, 0] = True
+    _, logits = long_call(frozen.variables, ids[index], resets)
+    assert got["tokens"] == B * 3 * T
+    np.testing.assert_allclose(got["loss"], loss_fn(logits, {"targets": ids[index + 1]}), rtol=1e-5)
     np.testing.assert_allclose(got["perplexity"], np.exp(got["loss"]), rtol=1e-6)
 
 
