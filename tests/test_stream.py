@@ -215,6 +215,13 @@ if mode == "devices":
     for leaf in jax.tree.leaves(r.carry):
         assert {s.data.shape[0] for s in leaf.addressable_shards} == {1}, leaf.sharding
     leaves = jax.tree_util.tree_flatten_with_path({"carry": r.carry, **r.variables})[0]
+    from recurrent_zoo.train import data_sequence_mesh
+    try:  # time split over a "seq" axis: not with a carried state (yet)
+        train(model, loss_fn, batch_fn, tx, num_steps=1, verbose=False, stream=True,
+              mesh=data_sequence_mesh(2))
+        raise AssertionError("stream=True on a data x sequence mesh was accepted")
+    except ValueError as e:
+        assert "'seq' axis" in str(e), e
     np.savez(f"{out}/state.npz",
              **{jax.tree_util.keystr(p): np.asarray(jax.device_get(v)) for p, v in leaves})
 else:
