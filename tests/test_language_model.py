@@ -82,6 +82,9 @@ def test_command_line_trains_and_beats_a_uniform_guess(tmp_path, capsys):
         # Learning the token frequencies alone beats the uniform guess, log(65) nats.
         assert row["val_loss"] < math.log(65) - 0.3
         assert row["val_perplexity"] == pytest.approx(math.exp(row["val_loss"]))
+        # The same text read with the state carried over: close to the windowed reading.
+        assert abs(row["val_stream_loss"] - row["val_loss"]) < 0.2
+        assert row["val_stream_perplexity"] == pytest.approx(math.exp(row["val_stream_loss"]))
         assert row["train_tokens_per_s"] > 0 and row["parameters"] > 0
     assert (out / "language-model.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
@@ -104,13 +107,14 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert message in err and "\n" not in err
 
 
-def test_train_command_runs_the_registered_task_and_scores_validation(capsys):
+@pytest.mark.parametrize("stream", [[], ["--stream"]], ids=["windows", "stream"])
+def test_train_command_runs_the_registered_task_and_scores_validation(capsys, stream):
     from recurrent_zoo.tasks import TASKS
 
     assert TASKS["language-model"] is lm.TASK
     argv = ["train", "language-model", "--layer", "rnn", "--num-layers", "1", "--d-model", "8",
             "--steps", "2", "--batch-size", "2", "--seq-len", "16", "--vocab-size", "32",
-            "--max-tokens", "3000", "--quiet"]  # fmt: skip
+            *stream, "--max-tokens", "3000", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("evaluation:"))

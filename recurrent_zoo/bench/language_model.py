@@ -18,7 +18,12 @@ Training: random windows of ``--length + 1`` tokens of the train stream (article
 ``[SEP]``), the batch of step k a function of the seed and k alone; Adam with warm-up
 and cosine decay, gradient clipping, the recurrent parameters at ``--recurrent-lr-factor`` times
 the learning rate. Validation: the whole validation stream in consecutive windows of ``--length``
-tokens, each from a zero state.
+tokens, each from a zero state (``val_loss``), and the same windows read as ``--batch-size``
+parallel streams with the state carried from one window to the next (``val_stream_loss``).
+
+Streaming (``--stream``): the train stream is read as ``--batch-size`` parallel streams in
+consecutive windows, the recurrent state carried from each window to the next and reset at each
+article start (truncated backpropagation through time, ``train(..., stream=True)``).
 """
 
 from __future__ import annotations
@@ -64,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=0.1, help="warm-up share of the steps")
     parser.add_argument("--clip-norm", type=float, default=1.0)
     parser.add_argument("--log-every", type=int, default=10, help="steps per learning-curve point")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="train on consecutive windows of parallel streams, the recurrent state carried "
+        "from one to the next (truncated backpropagation through time)",
+    )
 
 
 def _check(args: argparse.Namespace) -> dict[str, int]:
@@ -99,10 +110,10 @@ def train_layer(
     import numpy as np
 
     import recurrent_zoo as rz
-    from recurrent_zoo.tasks.language_model import language_model_spec
+    from recurrent_zoo.tasks.language_model import evaluate, evaluate_stream, language_model_spec
     from recurrent_zoo.train import train
 
-    spec = language_model_spec(corpus, sizes["batch_size"], sizes["length"])
+    spec = language_model_spec(corpus, sizes["batch_size"], sizes["length"], stream=args.stream)
     model = rz.SequenceModel(
         layer,
         num_layers=args.num_layers,
@@ -130,6 +141,7 @@ def train_layer(
         metrics_window=min(args.log_every, steps),  # each curve point: the mean since the last
         verbose=False,
         handle_signals=False,
+        stream=spec.stream,
     )
     train_seconds = time.perf_counter() - start
     history = result.history
@@ -141,12 +153,23 @@ def train_layer(
     else:
         tokens_per_second = steps * tokens_per_step / train_seconds
     start = time.perf_counter()
-    val = spec.evaluate(model, result.variables)
+    # Both readings of the validation stream, whichever way the model was trained.
+    val = evaluate(model, result.variables, corpus.validation, sizes["length"], sizes["batch_size"])
+    streamed = evaluate_stream(
+        model,
+        result.variables,
+        corpus.validation,
+        sizes["length"],
+        sizes["batch_size"],
+        corpus.validation_starts,
+    )
     params = sum(int(np.size(p)) for p in jax.tree.leaves(result.params))
     return {
         "layer": layer,
         "val_loss": val["loss"],
         "val_perplexity": val["perplexity"],
+        "val_stream_loss": streamed["loss"],
+        "val_stream_perplexity": streamed["perplexity"],
         "train_loss": history[-1]["loss"],
         "train_tokens_per_s": tokens_per_second,
         "train_seconds": train_seconds,
@@ -178,6 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results = {
         "source": data.source_description(args.source),
         "sizes": sizes,
+        "stream": bool(args.stream),
         "train_tokens": len(corpus.train),
         "validation_tokens": len(corpus.validation) - 1,
         "num_classes": corpus.num_classes,
@@ -192,6 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "layer",
         "val_loss",
         "val_perplexity",
+        "val_stream_perplexity",
         "train_loss",
         "train_tokens_per_s",
         "train_seconds",
@@ -201,7 +226,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{results['train_tokens']:,} train / {results['validation_tokens']:,} validation tokens, "
         f"{corpus.num_classes:,} classes ({100 * results['validation_coverage']:.1f}% of validation "
         f"tokens keep their own class), {sizes['steps']} steps of {sizes['batch_size']}×"
-        f"{sizes['length']} per layer, {results['total_seconds']:.0f} s in all"
+        f"{sizes['length']} per layer{' (streamed)' if args.stream else ''}, "
+        f"{results['total_seconds']:.0f} s in all"
     )
     print(_common.format_table(rows, columns))
     return results
@@ -232,7 +258,7 @@ def _plot(rows: Sequence[dict[str, Any]], results: dict[str, Any], out: str) -> 
     axes[0].set_ylabel("cross-entropy (nats)")
     axes[0].set_title(
         f"next WordPiece token: {results['num_classes']:,} classes, "
-        f"{s['batch_size']}×{s['length']} tokens/step"
+        f"{s['batch_size']}×{s['length']} tokens/step" + (", streamed" if results["stream"] else "")
     )
     axes[1].set_title("second half (train: mean over each logging interval)")
     axes[1].legend(fontsize=7, ncol=2)

@@ -13,8 +13,10 @@ from recurrent_zoo.data.embeddings import wikipedia_embeddings, wikipedia_window
 from recurrent_zoo.data.next_token import (
     HUB_MAX_TOKENS,
     Vocabulary,
+    document_starts,
     load_token_streams,
     next_token_batches,
+    next_token_stream,
 )
 from recurrent_zoo.data.text import (
     DEFAULT_VALIDATION_FRACTION,
@@ -50,12 +52,14 @@ __all__ = [
     "article_split",
     "articles_from_lines",
     "cut_windows",
+    "document_starts",
     "iter_article_ids",
     "iter_articles",
     "iter_batches",
     "load_articles",
     "load_token_streams",
     "next_token_batches",
+    "next_token_stream",
     "source_description",
     "split_articles",
     "token_stream",

@@ -4,6 +4,9 @@
 >>> vocab = rz.data.Vocabulary(train, size=2048, full_size=full_size)   # 2,048 ids + "other"
 >>> batch_fn = rz.data.next_token_batches(vocab(train), batch_size=16, length=128)
 >>> batch_fn(key, step)          # {"inputs": int32 [16, 128], "targets": the same, one later}
+>>> starts = rz.data.document_starts(train, separator=102)   # the [SEP] id of BERT's vocabulary
+>>> stream_fn = rz.data.next_token_stream(vocab(train), 16, 128, starts)  # 16 parallel streams
+>>> stream_fn(key, step)         # window step of each stream, and "resets" at article starts
 
 The language-model task (:mod:`recurrent_zoo.tasks.language_model`) trains on these.
 """
@@ -96,4 +99,59 @@ def next_token_batches(
     return lambda key, step: batch_fn(key)
 
 
-__all__ = ["HUB_MAX_TOKENS", "Vocabulary", "load_token_streams", "next_token_batches"]
+def document_starts(stream: np.ndarray, separator: int) -> np.ndarray:
+    """bool [n]: True where a document begins in ``stream`` (documents each followed by
+    ``separator``, as :func:`load_token_streams` joins articles): at 0 and after each separator."""
+    stream = np.asarray(stream)
+    starts = np.zeros(len(stream), bool)
+    starts[:1] = True
+    starts[1:] = stream[:-1] == separator
+    return starts
+
+
+def next_token_stream(
+    stream: np.ndarray, batch_size: int, length: int, starts: np.ndarray | None = None
+) -> Callable[[Any, int], dict[str, Any]]:
+    """``(key, step) -> {"inputs", "targets", "resets"}``: consecutive windows of ``batch_size``
+    parallel streams, for streaming training (``train(..., stream=True)``).
+
+    ``stream`` [n] is cut into B lanes of ``lane = (n − 1) // B`` tokens (lane b starts at token
+    b · lane; the remainder is dropped), each read in W = lane // length windows of ``length``
+    tokens. Step k reads window w = k mod W of every lane: inputs int32 [B, length] the lane's
+    tokens w·length … (w+1)·length − 1, targets the same shifted by one token, resets bool
+    [B, length] True where ``starts`` marks a document start (:func:`document_starts`) and at
+    the first token of window 0, where each pass over a lane begins. The batch depends on the
+    step alone (``key`` is unused), so a resumed run reads what an uninterrupted one would.
+    """
+    stream = np.asarray(stream, np.int32)
+    lane = (len(stream) - 1) // batch_size
+    windows = lane // length
+    if windows < 1:
+        raise ValueError(
+            f"the train split has {len(stream)} tokens, fewer than {batch_size} streams of a "
+            f"window of {length + 1}"
+        )
+    starts = np.zeros(len(stream), bool) if starts is None else np.asarray(starts, bool)
+    if starts.shape != stream.shape:
+        raise ValueError(f"starts must be bool {stream.shape}, got shape {starts.shape}")
+    rows = (np.arange(batch_size) * lane)[:, None] + np.arange(length)[None, :]
+
+    def batch_fn(key: Any, step: int) -> dict[str, np.ndarray]:
+        w = int(step) % windows
+        index = rows + w * length
+        resets = starts[index]
+        if w == 0:
+            resets[:, 0] = True
+        return {"inputs": stream[index], "targets": stream[index + 1], "resets": resets}
+
+    return batch_fn
+
+
+__all__ = [
+    "HUB_MAX_TOKENS",
+    "Vocabulary",
+    "document_starts",
+    "load_token_streams",
+    "next_token_batches",
+    "next_token_stream",
+]

@@ -10,7 +10,11 @@ Registered as the training task ``language-model``::
 
     recurrent-zoo train language-model --layer lru --vocab-size 2048 --seq-len 128
 
-trains on random windows of the train stream and prints the validation loss and perplexity.
+trains on random windows of the train stream and prints the validation loss and perplexity;
+with ``--stream`` it reads the train stream as ``--batch-size`` parallel streams in consecutive
+windows, carrying the recurrent state from one window to the next (truncated backpropagation
+through time, reset at each article start), and scores the validation stream the same way
+(:func:`evaluate_stream`).
 """
 
 from __future__ import annotations
@@ -74,6 +78,60 @@ def evaluate(
     return {"loss": loss, "perplexity": math.exp(loss), "tokens": n}
 
 
+def evaluate_stream(
+    model: Any,
+    variables: Any,
+    stream: np.ndarray,
+    length: int,
+    batch_size: int,
+    starts: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Mean cross-entropy with the recurrent state carried through the stream: ``stream`` is cut
+    into ``batch_size`` lanes of ``lane = (n − 1) // batch_size`` predictions (the remainder, fewer
+    than ``batch_size``, is not scored), each read in consecutive windows of ``length`` tokens,
+    every window starting from the state the previous one ended in (``model.apply(variables, x,
+    initial_state=s, resets=r, return_state=True)``); ``resets`` where ``starts`` marks a document
+    start (:func:`recurrent_zoo.data.document_starts`), and zeros at each lane's start. The last
+    window is padded and masked.
+
+    Returns ``loss`` (nats), ``perplexity`` exp(loss) and ``tokens`` (predictions scored).
+    """
+    stream = np.asarray(stream, np.int32)
+    lane = (len(stream) - 1) // batch_size
+    if lane < 1:
+        raise ValueError(f"a stream of {len(stream)} tokens has no prediction per lane")
+    starts = np.zeros(len(stream), bool) if starts is None else np.asarray(starts, bool)
+    windows = math.ceil(lane / length)
+    index = (np.arange(batch_size) * lane)[:, None] + np.arange(windows * length)[None, :]
+    valid = np.arange(windows * length)[None, :] < lane
+    index = np.where(valid, index, 0)  # padding reads token 0, masked out
+    x, y = stream[index], stream[index + 1]
+    resets = starts[index]
+    resets[:, 0] = True
+
+    @jax.jit
+    def window(state, xb, yb, rb, mb):
+        state, logits = model.apply(
+            variables, xb, initial_state=state, resets=rb, return_state=True
+        )
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), yb)
+        return state, jnp.sum(jnp.where(mb, nll, 0.0))
+
+    first = lambda xb: model.apply(variables, xb, return_state=True)[0]
+    state = jax.tree.map(
+        lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(first, x[:, :length])
+    )
+    total = 0.0
+    mask = np.broadcast_to(valid, x.shape)
+    for w in range(windows):
+        cut = slice(w * length, (w + 1) * length)
+        state, s = window(state, x[:, cut], y[:, cut], resets[:, cut], mask[:, cut])
+        total += float(s)
+    n = batch_size * lane
+    loss = total / n
+    return {"loss": loss, "perplexity": math.exp(loss), "tokens": n}
+
+
 @dataclass(frozen=True)
 class Corpus:
     """Train and validation streams in a vocabulary's classes.
@@ -83,6 +141,8 @@ class Corpus:
       vocabulary: the map from tokenizer ids to classes.
       train_coverage, validation_coverage: the share of each split's tokens that keep a class of
         their own (1 with the whole vocabulary).
+      train_starts, validation_starts: bool [n_train], [n_validation], True where an article
+        begins (:func:`recurrent_zoo.data.document_starts`; None: not known).
     """
 
     train: np.ndarray
@@ -90,6 +150,8 @@ class Corpus:
     vocabulary: data.Vocabulary
     train_coverage: float
     validation_coverage: float
+    train_starts: np.ndarray | None = None
+    validation_starts: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -109,28 +171,52 @@ def load_corpus(
     maps it to a vocabulary of the ``vocab_size`` most frequent train ids (0: all)."""
     if max_tokens is None and source in data.HUB_SOURCES:
         max_tokens = data.HUB_MAX_TOKENS
+    from recurrent_zoo.embeddings import load_bert
+
     train, validation, full_size = data.load_token_streams(
         source, model, validation_fraction, max_tokens
     )
+    sep = load_bert(model, encoder=False).token_id("[SEP]")  # cached: the tokenizer just used
     vocab = data.Vocabulary(train, vocab_size, full_size)
     return Corpus(
-        vocab(train), vocab(validation), vocab, vocab.coverage(train), vocab.coverage(validation)
+        vocab(train),
+        vocab(validation),
+        vocab,
+        vocab.coverage(train),
+        vocab.coverage(validation),
+        data.document_starts(train, sep),
+        data.document_starts(validation, sep),
     )
 
 
-def language_model_spec(corpus: Corpus, batch_size: int, length: int) -> TaskSpec:
+def language_model_spec(
+    corpus: Corpus, batch_size: int, length: int, stream: bool = False
+) -> TaskSpec:
     """The training task on ``corpus``: token inputs int32 [B, length], one prediction per step
     over the corpus's classes, loss :func:`cross_entropy`, evaluation :func:`evaluate` on the
-    validation stream."""
+    validation stream.
+
+    With ``stream``, the batches are consecutive windows of B parallel streams with resets at
+    article starts (:func:`recurrent_zoo.data.next_token_stream`), trained with the state carried
+    over (``TaskSpec.stream``), and the evaluation is :func:`evaluate_stream`."""
+    if stream:
+        batch_fn = data.next_token_stream(corpus.train, batch_size, length, corpus.train_starts)
+        score = lambda model, variables: evaluate_stream(
+            model, variables, corpus.validation, length, batch_size, corpus.validation_starts
+        )
+    else:
+        batch_fn = data.next_token_batches(corpus.train, batch_size, length)
+        score = lambda model, variables: evaluate(
+            model, variables, corpus.validation, length, batch_size
+        )
     return TaskSpec(
-        batch_fn=data.next_token_batches(corpus.train, batch_size, length),
+        batch_fn=batch_fn,
         loss_fn=lambda logits, batch: cross_entropy(logits, batch["targets"]),
         d_in=corpus.num_classes,
         d_out=corpus.num_classes,
         vocab_size=corpus.num_classes,
-        evaluate=lambda model, variables: evaluate(
-            model, variables, corpus.validation, length, batch_size
-        ),
+        evaluate=score,
+        stream=stream,
     )
 
 
@@ -151,6 +237,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         help="cap on train tokens read (validation: a tenth of it); default: the whole local "
         f"source, {data.HUB_MAX_TOKENS:,} from a hub source",
     )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="read --batch-size parallel streams in consecutive windows, the recurrent state "
+        "carried from one to the next (truncated backpropagation through time)",
+    )
 
 
 def _build(args: argparse.Namespace) -> TaskSpec:
@@ -170,7 +262,9 @@ def _build(args: argparse.Namespace) -> TaskSpec:
         )
     except (FileNotFoundError, ConnectionError) as e:
         raise ValueError(str(e)) from e
-    return language_model_spec(corpus, args.batch_size, args.seq_len or DEFAULT_LENGTH)
+    return language_model_spec(
+        corpus, args.batch_size, args.seq_len or DEFAULT_LENGTH, stream=args.stream
+    )
 
 
 TASK = register(
@@ -189,6 +283,7 @@ __all__ = [
     "Corpus",
     "cross_entropy",
     "evaluate",
+    "evaluate_stream",
     "language_model_spec",
     "load_corpus",
 ]

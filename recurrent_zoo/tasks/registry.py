@@ -32,6 +32,8 @@ class TaskSpec:
       pooling: the model's pooling (None: one output per step).
       evaluate: ``(model, variables) -> {name: value}`` scores of a trained model on held-out
         data (None: the task has none; the training loss is its measure).
+      stream: ``batch_fn`` yields consecutive windows of parallel streams, trained with the
+        recurrent state carried from batch to batch (``train(..., stream=True)``).
     """
 
     batch_fn: Callable[[Array, int], Any]
@@ -41,6 +43,7 @@ class TaskSpec:
     vocab_size: int | None = None
     pooling: str | None = None
     evaluate: Callable[[Any, Any], dict[str, float]] | None = None
+    stream: bool = False
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
             metrics_window=args.metrics_window,
             metrics_path=metrics,
             verbose=not args.quiet,
+            stream=built["spec"].stream,
         )
     except NonFiniteLossError as e:
         print(f"recurrent-zoo: error: {e}", file=sys.stderr)

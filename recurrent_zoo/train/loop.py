@@ -29,9 +29,11 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from recurrent_zoo.train import stream as streaming
 from recurrent_zoo.train.checkpoint import Checkpointer
 from recurrent_zoo.train.metrics import MetricsLogger
 from recurrent_zoo.train.sharding import (
+    batch_sharded,
     data_mesh,
     replicate,
     replicated,
@@ -63,7 +65,8 @@ class TrainResult:
 
     Attributes:
       state: {"step", "params", "opt_state", "model_state", "metrics"} (model_state: e.g.
-        batch_stats; metrics: the last ``metrics_window`` steps' loss and metrics).
+        batch_stats; metrics: the last ``metrics_window`` steps' loss and metrics), and
+        "carry" in a ``stream=True`` run (the model's recurrent state after the last step).
       history: the records logged (also in the JSONL file).
       interrupted: the signal number that stopped the run early (a checkpoint was written), or
         None when it ran to the end.
@@ -85,6 +88,11 @@ class TrainResult:
     @property
     def params(self) -> Any:
         return self.state["params"]
+
+    @property
+    def carry(self) -> Any:
+        """The recurrent state carried to the next batch (``stream=True``; None otherwise)."""
+        return self.state.get(streaming.CARRY)
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -264,6 +272,7 @@ def train(
     verbose: bool = True,
     mesh: Mesh | None = None,
     handle_signals: bool = True,
+    stream: bool = False,
 ) -> TrainResult:
     """Trains ``model`` for ``num_steps`` steps, resuming from ``checkpoint_dir`` when it holds one.
 
@@ -280,6 +289,14 @@ def train(
     call; its RNG streams get fresh keys each step from ``fold_in(dropout_key, k)`` (so
     ``seed`` seeds the data and dropout, not the initialisation, which the module already
     had). The module passed in is left as it was; ``result.model`` is the trained one.
+
+    Streaming (``stream=True``, truncated backpropagation through time, see
+    :mod:`recurrent_zoo.train.stream`): batch k continues the B sequences of batch k − 1, and
+    the model runs from the state the previous step ended in, ``model(x_k,
+    initial_state=stop_gradient(carry), resets=..., return_state=True)`` (zeros at step 0); the
+    new state is kept in ``state["carry"]`` (checkpointed, split over the devices like the
+    batch) and the gradient is truncated at the batch boundary. The batch's ``resets`` (True at
+    a document start) cut the state within a stream.
 
     Args:
       model: a linen module (e.g. :class:`recurrent_zoo.SequenceModel`) or an ``nnx.Module``.
@@ -314,6 +331,9 @@ def train(
         differ).
       handle_signals: on SIGINT/SIGTERM finish the current step, write a checkpoint and return
         with ``interrupted`` set.
+      stream: carry the model's recurrent state from each batch to the next (the model must
+        take ``initial_state`` and ``return_state``, as :class:`recurrent_zoo.SequenceModel`
+        does, and its state leaves be [B, ...]).
 
     Raises:
       NonFiniteLossError: the loss or gradient norm became NaN/Inf at some step; its update was
@@ -360,6 +380,8 @@ def train(
         variables = {"params": params, **model_state}
         rngs = {"dropout": key}
         kw = model_kwargs(inputs, True)
+        if stream:
+            kw.update(streaming.model_kwargs(inputs.get(streaming.CARRY)))
         if parts is not None:
             module = parts.merge(params, model_state, key)
             pred = module(inputs["inputs"], **kw)
@@ -377,21 +399,30 @@ def train(
     # (A "seq" axis of one device leaves time whole: the plain call is the same computation.)
     sharded = (sequence_size(mesh) or 1) > 1
     run_forward = sequence_sharded(forward, mesh) if sharded else forward
+    if stream and sharded:
+        raise ValueError(
+            "stream=True on a mesh whose 'seq' axis has more than one device is not supported: "
+            "carry the state on a 'data' mesh"
+        )
 
-    def loss_of(params, model_state, batch, k):
+    def loss_of(params, model_state, batch, k, carry=None):
         inputs = {n: batch[n] for n in ("inputs", *MODEL_KWARGS) if n in batch}
+        if carry is not None:
+            inputs[streaming.CARRY] = carry
         key = jax.random.fold_in(dropout_key, k)
         pred, model_state = run_forward(params, model_state, key, inputs)
+        if stream:
+            carry, pred = streaming.split_output(pred)
         out = loss_fn(pred, batch)
         loss, aux = out if isinstance(out, tuple) else (out, {})
-        return loss, (dict(aux), dict(model_state))
+        return loss, (dict(aux), dict(model_state), carry)
 
     extra = {k: first[k] for k in MODEL_KWARGS if k in first}
     if parts is None:
         abstract = jax.eval_shape(init_variables, first["inputs"], extra)
     else:  # placed on every device of the mesh (all processes hold the same values)
         abstract = replicate(jax.device_get(parts.initial()), mesh)
-    _, (aux_like, _) = jax.eval_shape(loss_of, *abstract, first, 0)
+    _, (aux_like, _, carry_like) = jax.eval_shape(loss_of, *abstract, first, 0)
     for name, value in aux_like.items():
         if np.shape(value) != ():
             raise ValueError(f"loss_fn's metric {name!r} must be a scalar, got shape {value.shape}")
@@ -415,10 +446,16 @@ def train(
         state = jax.jit(init_state, out_shardings=rep)(first["inputs"], extra)
     else:
         state = jax.jit(fresh_state, out_shardings=rep)(*abstract)
+    state_sh: Any = rep
+    if stream:
+        streaming.check_carry(carry_like, np.shape(first["inputs"])[0])
+        rows = batch_sharded(mesh)  # the carry's rows live where the batch's rows do
+        state[streaming.CARRY] = streaming.zero_carry(carry_like, rows)
+        state_sh = streaming.state_shardings(state, rep, rows)
 
     def train_step(state, batch, k):
-        (loss, (aux, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(
-            state["params"], state["model_state"], batch, k
+        (loss, (aux, model_state, carry)), grads = jax.value_and_grad(loss_of, has_aux=True)(
+            state["params"], state["model_state"], batch, k, state.get(streaming.CARRY)
         )
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         values = {"loss": loss, **aux}
@@ -433,6 +470,8 @@ def train(
             "model_state": model_state,
             "metrics": window,
         }
+        if stream:
+            new[streaming.CARRY] = carry
         grad_norm = optax.tree.norm(grads)
         # A non-finite step is not applied; the step check keeps the state frozen from then on
         # (later steps carry k > state.step), so the host can stop at its next sync.
@@ -445,8 +484,8 @@ def train(
 
     step_fn = jax.jit(
         train_step,
-        in_shardings=(rep, jax.tree.map(lambda a: a.sharding, first), None),
-        out_shardings=(rep, rep),
+        in_shardings=(state_sh, jax.tree.map(lambda a: a.sharding, first), None),
+        out_shardings=(state_sh, rep),
         donate_argnums=(0,),
     )
 
