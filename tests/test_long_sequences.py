@@ -79,37 +79,81 @@ def test_remat_chunks_runs_any_scan_in_pieces() -> None:
         rz.scan.remat_chunks(run, h0, (x, None), 0)
 
 
-def test_first_pass_end_runs_in_checkpointed_pieces() -> None:
-    """The sharded path's first pass on its own: the end state and its gradients w.r.t. h0 and
-    every input, time-major and batch-major, T a multiple of the piece or not, one piece."""
-    from recurrent_zoo.scan.sequence_parallel import first_pass_end
+def test_backward_in_pieces_gives_the_whole_vjp() -> None:
+    """The sharded path's backward pass on its own: ∂x and the parameters' cotangents of a
+    nonlinear scan, k steps at a time, against jax.vjp of the whole call; the end state's
+    cotangent a function of g (the initial state's cotangent from ∂y alone); k dividing T or
+    not, or T itself; ∂y shaped like x (its buffer reused) or not; time-major and batch-major."""
+    from recurrent_zoo.scan.sequence_parallel import _sliced, backward_in_pieces
 
-    def run(h, x, flags):
+    def run(h, x, flags, w, v):
         assert flags is None
 
         def step(h, x_t):
-            h = 0.9 * jnp.tanh(h) + x_t
-            return h, 2 * h
+            h = 0.9 * jnp.tanh(h * w) + x_t
+            return h, jnp.concatenate([h * v[: h.shape[-1]], h], axis=-1)[..., : v.shape[-1]]
 
         return jax.lax.scan(step, h, x)
 
-    x = jnp.asarray(inputs((10, 2, 3)))
-    h0 = jnp.ones((2, 3))
-    loss = lambda end: lambda h, x: jnp.sum(jnp.sin(end(h, x)))
-    whole = lambda h, x: run(h, x, None)[0]
-    want = (whole(h0, x), jax.grad(loss(whole), argnums=(0, 1))(h0, x))
-    for pieces in (1, 3, 5, 16):  # pieces of 10, 4 (+ 2 left over), 2, 1 steps
-        end = lambda h, x, p=pieces: first_pass_end(run, h, (x, None), p)
-        got = (end(h0, x), jax.grad(loss(end), argnums=(0, 1))(h0, x))
-        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-            assert_close(g, w, f"pieces={pieces}")
+    T, B, N = 10, 2, 3
+    x = jnp.asarray(inputs((T, B, N)))
+    h0 = jnp.asarray(inputs((B, N), seed=1))
+    w = jnp.asarray(inputs((N,), seed=2))
+    end_cotangent = lambda g: 2.0 * g + 1.0
+    for d_out in (N, 2 * N):  # ∂y like x (in place), or not
+        v = jnp.asarray(inputs((d_out,), seed=3))
+        dy = jnp.asarray(inputs((T, B, d_out), seed=4))
+        _, pull = jax.vjp(lambda h, x, w, v: run(h, x, None, w, v), h0, x, w, v)
+        g = pull((jnp.zeros_like(h0), dy))[0]
+        _, dx, dw, dv = pull((end_cotangent(g), dy))
+        for k in (3, 5, 10):
 
-    def run_bm(h, x, flags):  # batch-major: [B, T, ...]
-        h, y = run(h, jnp.swapaxes(x, 0, 1), flags)
+            def pieces(w, v, k=k, dy=dy):  # w, v traced: closure_convert hoists them
+                sizes = {k, T % k} - {0}
+                step = lambda h, x, f: run(h, x, f, w, v)
+                conv = {s: jax.closure_convert(_sliced(step, s, 0), h0, 0, x, None) for s in sizes}
+                got_dx, d_cs = backward_in_pieces(
+                    {s: c[0] for s, c in conv.items()},
+                    {s: c[1] for s, c in conv.items()},
+                    h0,
+                    (x, None),
+                    dy,
+                    end_cotangent,
+                    k,
+                )
+                dw, dv = jnp.zeros_like(w), jnp.zeros_like(v)
+                for s, (_, consts) in conv.items():
+                    assert len(consts) == 2
+                    for c, d in zip(consts, d_cs[s], strict=True):
+                        dw, dv = (dw + d, dv) if c is w else (dw, dv + d)
+                return got_dx, dw, dv
+
+            for got, want in zip(jax.jit(pieces)(w, v), (dx, dw, dv), strict=True):
+                assert_close(got, want, f"k={k} d_out={d_out}")
+
+    # Batch-major, ∂y like x.
+    v = jnp.asarray(inputs((N,), seed=3))
+    dy = jnp.asarray(inputs((T, B, N), seed=4))
+    _, pull = jax.vjp(lambda h, x: run(h, x, None, w, v), h0, x)
+    dx = pull((end_cotangent(pull((jnp.zeros_like(h0), dy))[0]), dy))[1]
+
+    def run_bm(h, x, f):
+        h, y = run(h, jnp.swapaxes(x, 0, 1), f, w, v)
         return h, jnp.swapaxes(y, 0, 1)
 
-    got = first_pass_end(run_bm, h0, (jnp.swapaxes(x, 0, 1), None), 3, time_axis=1)
-    assert_close(got, want[0])
+    xb, dyb = jnp.swapaxes(x, 0, 1), jnp.swapaxes(dy, 0, 1)
+    converted = {s: jax.closure_convert(_sliced(run_bm, s, 1), h0, 0, xb, None) for s in (4, 2)}
+    got_dx, _ = backward_in_pieces(
+        {s: c[0] for s, c in converted.items()},
+        {s: c[1] for s, c in converted.items()},
+        h0,
+        (xb, None),
+        dyb,
+        end_cotangent,
+        4,
+        time_axis=1,
+    )
+    assert_close(jnp.swapaxes(got_dx, 0, 1), dx)
 
 
 @pytest.mark.parametrize("name", ["lru", "gru"])

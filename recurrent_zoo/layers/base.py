@@ -29,7 +29,6 @@ import jax.numpy as jnp
 
 from recurrent_zoo import _checks as checks
 from recurrent_zoo import scan
-from recurrent_zoo.scan.sequence_parallel import FIRST_PASS_PIECES
 
 Array = jax.Array
 Dtype = Any
@@ -198,8 +197,8 @@ def apply_sequence(
             structure=structure,
             reverse=reverse,
             time_axis=1,
-            # A run chunked by remat_chunk already recomputes its steps in the backward pass.
-            first_pass_pieces=1 if layer.remat_chunk else FIRST_PASS_PIECES,
+            # The backward pass's pieces made of whole remat chunks.
+            piece_multiple=layer.remat_chunk or 1,
         )
         if mask is not None:
             y = jnp.where(mask[..., None], y, jnp.zeros_like(y))

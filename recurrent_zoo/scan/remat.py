@@ -31,15 +31,8 @@ def _time_slice(xs: Any, start: int, stop: int, time_axis: int) -> Any:
     return jax.tree.map(lambda a: jax.lax.slice_in_dim(a, start, stop, axis=time_axis), xs)
 
 
-def _split_chunks(a: Array, m: int, k: int, time_axis: int) -> Array:
-    """``a`` with its first m·k steps as [m, ..., k, ...]: chunks leading, k steps at time_axis."""
-    a = jax.lax.slice_in_dim(a, 0, m * k, axis=time_axis)
-    a = a.reshape(*a.shape[:time_axis], m, k, *a.shape[time_axis + 1 :])
-    return jnp.moveaxis(a, time_axis, 0)
-
-
 def _join_chunks(a: Array, time_axis: int) -> Array:
-    """The inverse of :func:`_split_chunks`: [m, ..., k, ...] → [..., m·k, ...]."""
+    """Stacked chunks [m, ..., k, ...] (chunks leading, k steps at time_axis) → [..., m·k, ...]."""
     a = jnp.moveaxis(a, 0, time_axis)
     return a.reshape(*a.shape[:time_axis], -1, *a.shape[time_axis + 2 :])
 
@@ -83,8 +76,15 @@ def remat_chunks(
     # prevent_cse=False: inside a scan, checkpoint needs no CSE barrier (JAX's own advice), and
     # one would keep XLA from fusing across the chunk's ops.
     step = jax.checkpoint(run, prevent_cse=False)
-    chunks = jax.tree.map(lambda a: _split_chunks(a, m, chunk, time_axis), xs)
-    h, ys = jax.lax.scan(step, h0, chunks)
+
+    # Each chunk reads its steps by a dynamic slice of xs (inside the checkpoint, so that the
+    # residuals are the state and the index), not from a stacked [m, ..., k, ...] copy of them:
+    # no copy of the inputs is made, and their cotangent builds up in one buffer.
+    def body(h: Any, i: Array) -> tuple[Any, Any]:
+        cut = lambda a: jax.lax.dynamic_slice_in_dim(a, i * chunk, chunk, axis=time_axis)
+        return run(h, jax.tree.map(cut, xs))
+
+    h, ys = jax.lax.scan(jax.checkpoint(body, prevent_cse=False), h0, jnp.arange(m))
     ys = jax.tree.map(lambda a: _join_chunks(a, time_axis), ys)
     if rest == 0:
         return h, ys

@@ -13,10 +13,17 @@ exclusive scan of P small items ``(Φ_i, e_i)``. :func:`sequence_parallel` compu
 ``a`` cut by resets, see :func:`chunk_transfer`), gathers the P items on every device
 (:func:`carry_in`), and runs the chunk again from its carry-in: every output is then computed as
 in the unsharded scan, from a state equal to the unsharded one up to rounding. Backwards in time
-(``reverse``) the chunks are visited from the last device to the first. Reverse-mode autodiff
-goes through it (the gather's transpose is a reduce-scatter). Per device, the forward pass costs
-about two local scans; the backward pass about two local backward scans plus the first pass run
-again, piece by piece (it is checkpointed, so that its states are not kept meanwhile).
+(``reverse``) the chunks are visited from the last device to the first.
+
+Reverse-mode autodiff goes through a custom VJP: the unsharded gradient restricted to chunk i is
+one backward pass of the chunk from its carry-in, given the adjoint entering its end from the
+next chunk. Those adjoints are the carries' scan transposed: ``λ_end,i = ∂c_{i+1}``,
+``∂c_i = g_i + Φ_iᵀ λ_end,i`` (from the last chunk, ``λ_end = ∂h_T``), with ``g_i`` the
+carry-in's cotangent from chunk i's own outputs. Each device runs its adjoint alone for ``g_i``
+(no ∂x), gathers the P items ``(Φ_iᵀ, g_i)``, and runs one full backward pass from its
+``λ_end,i`` (:func:`backward_in_pieces`): one ∂x buffer per device, written into ∂y's buffer
+where they have the same shape. Per device, the forward pass costs about two local scans; the
+backward pass two more forward scans and two backward scans.
 """
 
 from __future__ import annotations
@@ -32,8 +39,8 @@ from recurrent_zoo.scan.linear import Structure, _apply, _compose
 
 Array = jax.Array
 
-#: The first pass's checkpointed pieces by default (see :func:`sequence_parallel`).
-FIRST_PASS_PIECES = 16
+#: The backward pass's pieces by default (see :func:`sequence_parallel`).
+BACKWARD_PIECES = 16
 
 
 def bound_axis_size(axis: str) -> int | None:
@@ -179,44 +186,108 @@ def shift_resets_back(
     return jnp.concatenate([rest, nxt], axis=time_axis)
 
 
-def first_pass_end(
-    run: Callable[..., tuple[Any, Any]],
-    h0: Any,
+def _sliced(run: Callable[..., tuple[Any, Any]], size: int, time_axis: int) -> Callable:
+    """``(h, start, *xs) -> run(h, *xs[start : start + size])``, time at ``time_axis``."""
+
+    def call(h: Any, start: Any, *xs: Array | None) -> tuple[Any, Any]:
+        if size == xs[0].shape[time_axis]:
+            return run(h, *xs)
+        cut = lambda z: jax.lax.dynamic_slice_in_dim(z, start, size, axis=time_axis)
+        return run(h, *(None if z is None else cut(z) for z in xs))
+
+    return call
+
+
+def backward_in_pieces(
+    runs: dict[int, Callable[..., tuple[Any, Any]]],
+    consts: dict[int, list[Array]],
+    h0: Array,
     xs: tuple[Array | None, ...],
-    pieces: int,
+    dy: Array,
+    end_cotangent: Callable[[Array], Array],
+    k: int,
     *,
     time_axis: int = 0,
-) -> Any:
-    """``run(h0, *xs)[0]``, the end state alone, computed as ``pieces`` checkpointed pieces.
+) -> tuple[Array, dict[int, list[Any]]]:
+    """The cotangents of ``x = xs[0]`` and of the ``consts`` for a causal scan over T steps,
+    given that of its outputs ``y`` (``dy``), k steps at a time; the end state's cotangent is
+    ``end_cotangent(g)``, with g the initial state's cotangent from ``dy`` alone.
 
-    A :func:`jax.lax.scan` over the pieces runs ``jax.checkpoint(run)`` on ⌈T/pieces⌉ steps at a
-    time (the steps left over: one more checkpointed call), so the backward pass recomputes one
-    piece at a time from its entering state. Each piece reads its steps by a dynamic slice of
-    ``xs`` rather than from a stacked copy of them (as :func:`~recurrent_zoo.scan.remat_chunks`
-    makes), so no copy of the inputs is kept: their cotangent builds up in one buffer.
+    ``runs[size](h, start, *xs, *consts[size]) -> (h_end, y)`` runs the scan from state ``h``
+    over steps ``start … start + size − 1`` of ``xs`` (sizes k and, where k does not divide T,
+    T mod k). A forward scan keeps the state entering each piece of k steps; a backward scan of
+    the adjoint alone (no ∂x) gives g; a second backward scan then takes each piece's whole VJP
+    from its entering state. Both read their steps of ``xs`` and ``dy`` by dynamic slices,
+    never a copy of them in another layout. Each piece's ∂x is written into one buffer as it comes; where ``dy``
+    has the shape and dtype of x that buffer is ``dy`` itself, overwritten piece by piece once
+    read (each step's ∂y is read only by its own piece), so no array of the size of x is
+    allocated beside ∂y.
 
     Args:
-      run: ``(h, *xs) -> (h_T, ys)``, causal in time, as :func:`sequence_parallel` takes.
-      h0: the initial state.
-      xs: arrays (or None) with time at ``time_axis``, the first one not None.
-      pieces: how many pieces; 1 calls ``run`` once.
+      runs, consts: the piece runs and the arrays each reads whole (the parameters), by size.
+      h0: the state entering the first step.
+      xs: the inputs with time at ``time_axis``, x first; the others (flags) get no cotangent.
+      dy: the cotangent of y, time at ``time_axis``.
+      end_cotangent: g ↦ the end state's cotangent (for a chunk of a sharded sequence, the
+        adjoint entering from the next chunk, which depends on this chunk's g).
+      k: steps per piece.
+
+    Returns:
+      ``(dx, d_consts)``, ``d_consts`` by size as ``consts``.
     """
-    T = xs[0].shape[time_axis]
-    if pieces == 1:
-        return run(h0, *xs)[0]
-    k = -(-T // pieces)
-    m, rest = divmod(T, k)
+    x, flags = xs[0], xs[1:]
+    T = x.shape[time_axis]
+    n, rest = divmod(T, k)
+    cut = lambda z, start, size: jax.lax.dynamic_slice_in_dim(z, start, size, axis=time_axis)
+    put = lambda buf, dxi, start: jax.lax.dynamic_update_slice_in_dim(
+        buf, dxi.astype(buf.dtype), start, time_axis
+    )
 
-    def piece(h: Any, start: Any, size: int) -> Any:
-        cut = lambda z: jax.lax.dynamic_slice_in_dim(z, start, size, axis=time_axis)
-        return run(h, *(None if z is None else cut(z) for z in xs))[0]
+    def piece(start: Any, size: int) -> Callable[..., tuple[Any, Any]]:
+        # x's own steps are cut outside, so that its cotangent is the piece's alone.
+        sliced = [None if z is None else cut(z, start, size) for z in flags]
+        return lambda h, xi, cs: runs[size](h, 0, xi, *sliced, *cs)
 
-    # prevent_cse=False: inside a scan no CSE barrier is needed (as in remat_chunks).
-    step = jax.checkpoint(lambda h, i: (piece(h, i * k, k), None), prevent_cse=False)
-    h, _ = jax.lax.scan(step, h0, jnp.arange(m))
+    def piece_vjp(h: Array, start: Any, size: int, lam: Array, dyi: Array) -> tuple[Any, ...]:
+        _, pull = jax.vjp(piece(start, size), h, cut(x, start, size), consts[size])
+        return pull((lam, dyi))
+
+    def adjoint(h: Array, start: Any, size: int, lam: Array) -> Array:
+        xi, cs = cut(x, start, size), consts[size]
+        _, pull = jax.vjp(lambda h: piece(start, size)(h, xi, cs), h)
+        return pull((lam, cut(dy, start, size)))[0]
+
+    def enter(h: Array, i: Array) -> tuple[Array, Array]:
+        return runs[k](h, i * k, *xs, *consts[k])[0], h
+
+    h_rest, entering = jax.lax.scan(enter, h0, jnp.arange(n))
+    g = jnp.zeros_like(h0)
     if rest:
-        h = jax.checkpoint(lambda h: piece(h, m * k, rest))(h)
-    return h
+        g = adjoint(h_rest, n * k, rest, g)
+    g, _ = jax.lax.scan(
+        lambda lam, item: (adjoint(item[1], item[0] * k, k, lam), None),
+        g,
+        (jnp.arange(n), entering),
+        reverse=True,
+    )
+    in_place = dy.shape == x.shape and dy.dtype == x.dtype
+    buf = dy if in_place else jnp.zeros_like(x)
+    d_consts = jax.tree.map(jnp.zeros_like, consts)
+    lam = end_cotangent(g)
+    if rest:
+        lam, dxr, d_consts[rest] = piece_vjp(h_rest, n * k, rest, lam, cut(dy, n * k, rest))
+        buf = put(buf, dxr, n * k)
+
+    def back(carry: Any, item: tuple[Array, Array]) -> tuple[Any, None]:
+        lam, buf, acc = carry
+        i, h = item
+        lam, dxi, dci = piece_vjp(h, i * k, k, lam, cut(buf if in_place else dy, i * k, k))
+        return (lam, put(buf, dxi, i * k), jax.tree.map(jnp.add, acc, dci)), None
+
+    (_, dx, d_consts[k]), _ = jax.lax.scan(
+        back, (lam, buf, d_consts[k]), (jnp.arange(n), entering), reverse=True
+    )
+    return dx, d_consts
 
 
 def sequence_parallel(
@@ -231,7 +302,8 @@ def sequence_parallel(
     structure: Structure = "diagonal",
     reverse: bool = False,
     time_axis: int = 0,
-    first_pass_pieces: int = FIRST_PASS_PIECES,
+    backward_pieces: int = BACKWARD_PIECES,
+    piece_multiple: int = 1,
 ) -> tuple[Array, Any]:
     """A linear recurrence over time sharded along mesh axis ``axis``; call inside shard_map.
 
@@ -241,15 +313,16 @@ def sequence_parallel(
     :mod:`recurrent_zoo.scan.time`). It is run twice: from a zero state, for the chunk's end
     state, then from the carry-in that :func:`carry_in` gives.
 
-    Of the first pass only the end state is used, so it runs as ``first_pass_pieces``
-    checkpointed pieces (:func:`first_pass_end`): its backward pass then recomputes one piece at
-    a time, from the end state's cotangent, rather than keeping this chunk's states (and the
-    zero-initialised buffers of its scans, which XLA allocates at the start) from the forward
-    pass until the second pass's backward is done.
+    Its backward pass (a custom VJP, see above) runs ``backward_pieces`` pieces of the chunk
+    at a time from their entering states, kept by one more forward scan, reading x and ∂y in
+    place: it keeps a piece's residuals (fewer where ``run`` bounds its own backward memory, as
+    ``remat_chunk`` does), never a copy of x, ∂y or ∂x. ``run``'s closed-over arrays (the
+    layer's parameters) get their cotangents through :func:`jax.closure_convert`.
 
     Args:
       run: the local scan, as above; states [B, N] (for blocks: [B, H·d], heads contiguous).
-      a: the recurrence's coefficient, diagonal ``[N]`` or blocks ``[H, d, d]``.
+      a: the recurrence's coefficient, diagonal ``[N]`` or blocks ``[H, d, d]``, as ``run``
+        uses it: it gets no cotangent of its own (the parameters ``run`` closes over get it all).
       h0: [B, N] the state entering the first chunk (the last with ``reverse``), replicated.
       x: this device's chunk of the inputs, time at ``time_axis``.
       resets, mask: this device's chunk of the flags ([T, B]; ``time_axis=1``: [B, T]), or None;
@@ -260,8 +333,11 @@ def sequence_parallel(
         the last device to the first; ``y`` stays aligned with ``x``. Under padding each
         sequence's valid part runs backwards, its padding (held state) first.
       time_axis: where time is in ``x``, the flags and ``y`` (0 or 1).
-      first_pass_pieces: the first pass's checkpointed pieces (each ⌈T/pieces⌉ steps); 1 runs
-        it as one call, for a ``run`` that bounds its own backward memory (``remat_chunk``).
+      backward_pieces: the backward pass's pieces (each ⌈T/pieces⌉ steps, rounded up to a
+        multiple of ``piece_multiple``).
+      piece_multiple: the backward pieces' steps are a multiple of this: the chunk length of a
+        ``run`` chunked by :func:`~recurrent_zoo.scan.remat_chunks`, so that its chunks tile
+        each piece (a piece ending inside a chunk costs copies of the piece's arrays).
 
     Returns:
       ``(h_T, y)``: the state after the last chunk (replicated) and this chunk's outputs.
@@ -275,14 +351,75 @@ def sequence_parallel(
     def heads(h: Array) -> Array:  # [B, N] as the structure's state: [B, N] or [B, H, d]
         return h if structure == "diagonal" else h.reshape(*h.shape[:-1], a.shape[0], -1)
 
-    checks.positive_int(first_pass_pieces, "first_pass_pieces")
-    zero = _varying(jnp.zeros_like(h0), axis)
-    end = first_pass_end(run, zero, (x, resets, mask), first_pass_pieces, time_axis=time_axis)
-    transfer = chunk_transfer(a, batch, T, resets, mask, structure, time_axis=time_axis)
-    carry, final = carry_in(
-        transfer, heads(end), heads(h0), axis, structure=structure, reverse=reverse
-    )
-    _, y = run(_varying(carry.reshape(h0.shape), axis), x, resets, mask)
+    checks.positive_int(backward_pieces, "backward_pieces")
+    checks.positive_int(piece_multiple, "piece_multiple")
+    k = -(-T // backward_pieces)
+    k = min(-(-k // piece_multiple) * piece_multiple, T)
+    # The closed-over arrays of `run` (the layer's parameters) become explicit arguments of the
+    # custom VJP below, so that their cotangents come out of its backward pass; one conversion
+    # per length it is run on (the whole chunk, the backward pass's pieces).
+    runs: dict[int, Callable[..., tuple[Any, Any]]] = {}
+    consts: dict[int, list[Array]] = {}
+    for size in {T, k, T % k} - {0}:
+        runs[size], consts[size] = jax.closure_convert(
+            _sliced(run, size, time_axis), _varying(h0, axis), 0, x, resets, mask
+        )
+
+    def forward(cs: dict, a: Array, h0: Array, x: Array, r: Any, m: Any) -> Any:
+        whole = lambda h: runs[T](h, 0, x, r, m, *cs[T])
+        end, _ = whole(_varying(jnp.zeros_like(h0), axis))
+        transfer = chunk_transfer(a, batch, T, r, m, structure, time_axis=time_axis)
+        carry, final = carry_in(
+            transfer, heads(end), heads(h0), axis, structure=structure, reverse=reverse
+        )
+        carry = _varying(carry.reshape(h0.shape), axis)
+        _, y = whole(carry)
+        return (final.reshape(h0.shape), y), (cs, x, r, m, carry, transfer)
+
+    @jax.custom_vjp
+    def parallel(cs: dict, a: Array, h0: Array, x: Array, r: Any, m: Any) -> Any:
+        return forward(cs, a, h0, x, r, m)[0]
+
+    def backward(res: tuple[Any, ...], cts: tuple[Array, Any]) -> tuple[Any, ...]:
+        # The gradient of the unsharded scan restricted to this chunk is one backward pass of
+        # the second run, from its carry-in, given the cotangent of its end state: the adjoint
+        # entering from the next chunk (in visiting order). Those adjoints follow the forward
+        # carries' exclusive scan, transposed and run the other way: λ_end,i = ∂c_next and
+        # ∂c_i = g_i + Φ_iᵀ λ_end,i, with g_i the carry-in's cotangent from this chunk's own
+        # outputs (a backward pass of the adjoint alone, no ∂x). So one ∂x per device.
+        cs, x, r, m, carry, transfer = res
+        d_final, dy = cts
+        transposed = transfer if structure == "diagonal" else jnp.swapaxes(transfer, -1, -2)
+        d_h0 = []
+
+        def end_cotangent(g: Array) -> Array:
+            d_end, first = carry_in(
+                transposed,
+                heads(g),
+                heads(d_final),
+                axis,
+                structure=structure,
+                reverse=not reverse,
+            )
+            d_h0.append(first.reshape(h0.shape))
+            return _varying(d_end.reshape(h0.shape), axis)
+
+        pieces = {size: runs[size] for size in cs if size != T or size == k}
+        dx, d_cs = backward_in_pieces(
+            pieces,
+            {size: cs[size] for size in pieces},
+            carry,
+            (x, r, m),
+            dy,
+            end_cotangent,
+            k,
+            time_axis=time_axis,
+        )
+        d_cs = {size: d_cs.get(size, jax.tree.map(jnp.zeros_like, cs[size])) for size in cs}
+        return d_cs, None, d_h0[0], dx, None, None
+
+    parallel.defvjp(forward, backward)
+    final, y = parallel(consts, a, h0, x, resets, mask)
     if reverse:
         y = jax.tree.map(lambda z: jnp.flip(z, time_axis), y)
-    return final.reshape(h0.shape), y
+    return final, y
