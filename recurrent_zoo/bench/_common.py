@@ -19,6 +19,23 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def compiled_memory(compiled: Any) -> dict[str, int] | None:
+    """XLA's per-device memory analysis of a compiled executable, in bytes: "argument",
+    "output", "temp", "alias" and "peak" = argument + output + temp − alias. None where the
+    backend gives no analysis."""
+    m = compiled.memory_analysis()
+    if m is None:
+        return None
+    out = {
+        "argument": int(m.argument_size_in_bytes),
+        "output": int(m.output_size_in_bytes),
+        "temp": int(m.temp_size_in_bytes),
+        "alias": int(m.alias_size_in_bytes),
+    }
+    out["peak"] = out["argument"] + out["output"] + out["temp"] - out["alias"]
+    return out
+
+
 def environment() -> dict[str, Any]:
     """Where a result was produced: versions, backend, devices, host."""
     import flax

@@ -13,6 +13,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from recurrent_zoo.bench._common import compiled_memory
+
 #: Layers with a ``scan`` option (the linear recurrences).
 LINEAR = ("lru", "crnn", "mh_linear")
 
@@ -24,15 +26,8 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 
 def _peak_bytes(compiled: Any) -> int | None:
-    m = compiled.memory_analysis()
-    if m is None:
-        return None
-    return int(
-        m.argument_size_in_bytes
-        + m.output_size_in_bytes
-        + m.temp_size_in_bytes
-        - m.alias_size_in_bytes
-    )
+    memory = compiled_memory(compiled)
+    return None if memory is None else memory["peak"]
 
 
 def _device_peak() -> int | None:

@@ -144,16 +144,12 @@ def _variables(name: str, args: argparse.Namespace):
 
 
 def _memory(compiled) -> dict[str, float]:
-    """Per-device MiB of XLA's analysis; peak = arguments + outputs + temporaries − aliased."""
-    m = compiled.memory_analysis()
-    out = {
-        "temp_MiB": m.temp_size_in_bytes / MIB,
-        "argument_MiB": m.argument_size_in_bytes / MIB,
-        "output_MiB": m.output_size_in_bytes / MIB,
-        "alias_MiB": m.alias_size_in_bytes / MIB,
-    }
-    out["peak_MiB"] = out["argument_MiB"] + out["output_MiB"] + out["temp_MiB"] - out["alias_MiB"]
-    return out
+    """Per-device MiB of XLA's analysis (:func:`_common.compiled_memory`)."""
+    memory = _common.compiled_memory(compiled)
+    if memory is None:
+        raise RuntimeError("this backend gives no XLA memory analysis, the bench's measure")
+    order = ("temp", "argument", "output", "alias", "peak")
+    return {f"{k}_MiB": memory[k] / MIB for k in order}
 
 
 def measure(
