@@ -235,6 +235,29 @@ def _paper_params(model: str, student: Any, keys: Any, length: int) -> Any:
     return jax.tree.map(lambda *a: jnp.stack(a), *params)
 
 
+def _program(
+    args: argparse.Namespace, cfg: dict[str, Any], model: str, nu0: float, teachers: Any, keys: Any
+) -> tuple[list[float], dict[str, Any]]:
+    """``(learning rates, arguments)`` of one (student, ν0) program: the keywords that
+    ``ts.train_students`` and ``ts.time_steps`` share (all but chunking, progress and devices)."""
+    import jax.numpy as jnp
+
+    lrs = _lr_grid(model, cfg["lr_points"], cfg["protocol"], args.mode)
+    student = _student(model, nu0, args.hidden_size)
+    paper = cfg["protocol"] == "paper"
+    return lrs, {
+        "student": student,
+        "teachers": teachers,
+        "keys": keys,
+        "learning_rates": jnp.asarray(lrs),
+        "params": _paper_params(model, student, keys, args.length) if paper else None,
+        "steps": cfg["steps"],
+        "batch_size": cfg["batch_size"],
+        "length": args.length,
+        "eval_size": cfg["eval_size"],
+    }
+
+
 def _summary(final: Any, lrs: list[float], train: Any = None) -> dict[str, Any]:
     """Best learning rate and its losses over seeds; ``final`` and ``train`` [seed, lr].
 
@@ -272,7 +295,6 @@ def _summary(final: Any, lrs: list[float], train: Any = None) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import jax
-    import jax.numpy as jnp
 
     from recurrent_zoo.tasks import teacher_student as ts
 
@@ -289,19 +311,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def train(program: tuple[float, str], devices: list[Any]) -> tuple[dict, dict]:
         nu0, model = program
-        lrs = _lr_grid(model, cfg["lr_points"], cfg["protocol"], args.mode)
-        student = _student(model, nu0, args.hidden_size)
-        (teacher, keys), t0 = teachers[nu0], time.perf_counter()
+        t0 = time.perf_counter()
+        lrs, call = _program(args, cfg, model, nu0, *teachers[nu0])
         result = ts.train_students(
-            student,
-            teacher,
-            keys,
-            jnp.asarray(lrs),
-            params=_paper_params(model, student, keys, args.length) if paper else None,
-            steps=cfg["steps"],
-            batch_size=cfg["batch_size"],
-            length=args.length,
-            eval_size=cfg["eval_size"],
+            **call,
             chunk=_chunk(cfg["steps"]),
             progress=_common.progress,
             desc=f"{model:>10s} ν0={nu0:.2f}",
@@ -490,18 +503,9 @@ def _estimate(args: argparse.Namespace, cfg: dict[str, Any]) -> dict[str, Any]:
     side_by_side = _concurrent(len(cfg["nu0"]) * len(cfg["models"]), len(devices))
     costs = {}
     for model in cfg["models"]:
-        lrs = _lr_grid(model, cfg["lr_points"], cfg["protocol"], args.mode)
-        student = _student(model, nu0, args.hidden_size)
+        _, call = _program(args, cfg, model, nu0, teachers, keys)
         costs[model] = ts.time_steps(
-            student,
-            teachers,
-            keys,
-            jnp.asarray(lrs),
-            params=_paper_params(model, student, keys, args.length) if paper else None,
-            steps=steps,
-            batch_size=cfg["batch_size"],
-            length=args.length,
-            eval_size=cfg["eval_size"],
+            **call,
             chunk=min(_chunk(steps), 25),
             devices=devices[:1] if side_by_side else devices,
         )
